@@ -1,0 +1,29 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "websocksy",
+    products: [
+        .executable(name: "websocksy", targets: ["websocksy"]),
+        .library(name: "WebsocksyCore", targets: ["WebsocksyCore"]),
+    ],
+    targets: [
+        // Linux APIs Glibc does not export to Swift (epoll, signalfd, accept4 flags) plus tiny inline helpers.
+        .target(name: "CLinux"),
+        .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
+        .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        // The public plugin ABI (websocksy.h): the one header third-party plugins compile against.
+        .target(name: "CWebsocksy"),
+        .target(
+            name: "WebsocksyCore",
+            dependencies: ["CLinux", "CNettle", "CGnuTLS", "CWebsocksy"]
+        ),
+        .executableTarget(
+            name: "websocksy",
+            dependencies: ["WebsocksyCore"],
+            // Plugins loaded with dlopen resolve core_register_framing/core_framing against the executable.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]
+        ),
+        .testTarget(name: "WebsocksyCoreTests", dependencies: ["WebsocksyCore"]),
+    ]
+)

@@ -1,0 +1,2 @@
+/* The public header is all this module is; SwiftPM wants one source file to build it. */
+#include "websocksy.h"

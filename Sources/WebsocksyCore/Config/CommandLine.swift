@@ -1,0 +1,88 @@
+/// What the command line asks for.
+public enum Invocation: Sendable {
+    case run(Configuration)
+    case help
+    case version
+}
+
+/// Parses websocksy's command line: a single argument is a configuration file; otherwise the flags
+/// `-p -l -k -b -c key=value` (applied in order, so `-c` goes to the backend selected before it),
+/// plus `-v` (repeatable), `-h`, `-V` and long forms of the core keys.
+public enum CommandLineParser {
+    public static func parse(_ arguments: [String]) throws(ConfigError) -> Invocation {
+        var config = Configuration()
+        if arguments.count == 1, !arguments[0].hasPrefix("-") {
+            try IniFile.load(path: arguments[0], into: &config)
+            return .run(config)
+        }
+        var verbosity = 0
+        var i = 0
+        func value(for flag: String) throws(ConfigError) -> String {
+            i += 1
+            guard i < arguments.count else { throw ConfigError("command line", "\(flag) needs a value") }
+            return arguments[i]
+        }
+        while i < arguments.count {
+            let arg = arguments[i]
+            let origin = SettingOrigin.flag(arg)
+            switch arg {
+            case "-h", "--help": return .help
+            case "-V", "--version": return .version
+            case "-p", "--port": try config.setCore("port", value(for: arg), at: origin)
+            case "-l", "--listen": try config.setCore("listen", value(for: arg), at: origin)
+            case "-k", "--ping": try config.setCore("ping", value(for: arg), at: origin)
+            case "-b", "--backend": try config.setCore("backend", value(for: arg), at: origin)
+            case "--max-message": try config.setCore("max-message", value(for: arg), at: origin)
+            case "-c", "--config":
+                let option = try value(for: arg)
+                guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
+                    throw ConfigError("command line", "-c expects key=value, got '\(option)'")
+                }
+                config.addBackendOption(String(option[..<equals]), String(option[option.index(after: equals)...]),
+                                        at: .flag("-c \(option)"))
+            default:
+                if arg.hasPrefix("-v"), arg.dropFirst().allSatisfy({ $0 == "v" }) {
+                    verbosity += arg.count - 1
+                } else if arg == "--verbose" {
+                    verbosity += 1
+                } else {
+                    throw ConfigError("command line", "unknown option '\(arg)' (see --help)")
+                }
+            }
+            i += 1
+        }
+        config.logLevel = LogLevel(rawValue: min(LogLevel.info.rawValue + verbosity, LogLevel.trace.rawValue))!
+        return .run(config)
+    }
+
+    public static let usage = """
+    Usage: websocksy CONFIGFILE
+           websocksy [-p PORT] [-l HOST] [-k SECONDS] [-b BACKEND] [-c KEY=VALUE]... [-v]...
+
+    A WebSocket (RFC 6455) gateway to TCP, UDP and Unix socket peers.
+
+      CONFIGFILE            read settings from an ini file ([core] and [backend] sections)
+      -p, --port PORT       port to listen on (default \(Configuration.defaultPort); 0 picks a free one)
+      -l, --listen HOST     address or host to listen on (default \(Configuration.defaultListen), dual-stack)
+      -k, --ping SECONDS    keepalive ping interval; a client silent for another interval after
+                            a ping is closed (default \(Configuration.defaultPing), 0 = off)
+      -b, --backend NAME    peer discovery backend (default \(Configuration.defaultBackend)); drops the
+                            backend options given before it
+      -c, --config KEY=VALUE
+                            option for the backend selected so far (repeatable, applied in order)
+          --max-message SIZE
+                            largest message accepted from a client, e.g. 65536, 64k, 16M
+                            (default 16M); larger ones are closed with 1009
+      -v, --verbose         log more (repeat for more detail)
+      -h, --help            show this help
+      -V, --version         show the version
+
+    defaultpeer backend options (-c KEY=VALUE or the [backend] section):
+      host                  peer address; echo:// sends every message back unchanged
+      port                  peer port when the host has none
+      protocol              subprotocol to select: unset = serve only clients offering none,
+                            * = the first offered, NAME = NAME when offered
+
+    Configuration file keys ([core]): port, listen, ping, max-message, backend.
+    """
+}

@@ -1,0 +1,76 @@
+/// Everything the gateway needs to start, from the ini file or the flags (websocksy-compatible).
+public struct Configuration: Sendable {
+    public struct BackendOption: Equatable, Sendable {
+        public var key: String
+        public var value: String
+        public var origin: SettingOrigin
+    }
+
+    public static let defaultPort = "8001"
+    public static let defaultListen = "::"
+    public static let defaultPing = 30
+    public static let defaultMaxMessage: UInt64 = 16 << 20
+    public static let defaultBackend = "defaultpeer"
+
+    public var port = defaultPort
+    public var listen = defaultListen
+    /// Keepalive ping interval in seconds; 0 turns keepalive off.
+    public var pingInterval = defaultPing
+    public var maxMessage = defaultMaxMessage
+    public var backend = defaultBackend
+    /// Where `backend` was set, for errors about it.
+    public var backendOrigin: SettingOrigin?
+    /// Options for `backend`, in order. Selecting another backend drops them (as websocksy does).
+    public var backendOptions: [BackendOption] = []
+    public var logLevel: LogLevel = .info
+
+    public init() {}
+
+    /// Applies one `[core]` key. Both the ini file and the long flags go through here.
+    mutating func setCore(_ key: String, _ value: String, at origin: SettingOrigin) throws(ConfigError) {
+        switch key {
+        case "port":
+            guard let p = Int(value), (0...65535).contains(p) else { throw ConfigError(origin.description, "port must be 0–65535, not '\(value)'") }
+            port = String(p)
+        case "listen":
+            guard !value.isEmpty else { throw ConfigError(origin.description, "listen needs a host or address") }
+            listen = value
+        case "ping":
+            guard let s = Int(value), s >= 0 else { throw ConfigError(origin.description, "ping must be a number of seconds (0 = off), not '\(value)'") }
+            pingInterval = s
+        case "max-message":
+            guard let n = ByteSize.parse(value), n >= 125 else {
+                throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")
+            }
+            maxMessage = n
+        case "backend":
+            guard !value.isEmpty else { throw ConfigError(origin.description, "backend needs a name") }
+            backend = value
+            backendOrigin = origin
+            backendOptions.removeAll()
+        default:
+            throw ConfigError(origin.description, "unknown [core] key '\(key)'")
+        }
+    }
+
+    mutating func addBackendOption(_ key: String, _ value: String, at origin: SettingOrigin) {
+        backendOptions.append(BackendOption(key: key, value: value, origin: origin))
+    }
+}
+
+/// Sizes written as a number with an optional k/M/G suffix (powers of 1024).
+enum ByteSize {
+    static func parse(_ text: String) -> UInt64? {
+        var digits = Substring(text)
+        var multiplier: UInt64 = 1
+        switch digits.last {
+        case "k", "K": multiplier = 1 << 10; digits = digits.dropLast()
+        case "m", "M": multiplier = 1 << 20; digits = digits.dropLast()
+        case "g", "G": multiplier = 1 << 30; digits = digits.dropLast()
+        default: break
+        }
+        guard let n = UInt64(digits) else { return nil }
+        let (product, overflow) = n.multipliedReportingOverflow(by: multiplier)
+        return overflow || product > (1 << 62) ? nil : product
+    }
+}

@@ -1,0 +1,103 @@
+import CLinux
+import Glibc
+
+/// Something that owns a registered descriptor and reacts to its readiness.
+public protocol EventHandler: AnyObject {
+    func handleEvent(_ events: UInt32)
+}
+
+/// The single-threaded epoll loop. Level-triggered; each registration gets a slot and a generation
+/// number, both stored in `epoll_data`, so an event queued for a descriptor that was closed (and
+/// maybe reused) earlier in the same batch is recognised as stale and dropped.
+public final class Reactor {
+    public struct Token: Equatable {
+        let slot: Int32
+        let generation: UInt32
+        var packed: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: slot)) }
+    }
+
+    private let epollFD: Int32
+    private var handlers: [EventHandler?] = []
+    private var generations: [UInt32] = []
+    private var freeSlots: [Int32] = []
+    private var events: UnsafeMutablePointer<epoll_event>
+    private let eventCapacity = 256
+    public private(set) var registrations = 0
+
+    public init() throws(SystemError) {
+        let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard fd >= 0 else { throw SystemError("epoll_create1") }
+        epollFD = fd
+        events = .allocate(capacity: eventCapacity)
+    }
+
+    deinit {
+        events.deallocate()
+        close(epollFD)
+    }
+
+    public func register(_ fd: Int32, events mask: UInt32, handler: EventHandler) throws(SystemError) -> Token {
+        let slot: Int32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            slot = Int32(handlers.count)
+            handlers.append(nil)
+            generations.append(0)
+        }
+        let token = Token(slot: slot, generation: generations[Int(slot)])
+        var event = epoll_event(events: mask, data: epoll_data_t(u64: token.packed))
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            let error = SystemError("epoll_ctl(ADD)")
+            freeSlots.append(slot)
+            throw error
+        }
+        handlers[Int(slot)] = handler
+        registrations += 1
+        return token
+    }
+
+    public func modify(_ fd: Int32, token: Token, events mask: UInt32) {
+        var event = epoll_event(events: mask, data: epoll_data_t(u64: token.packed))
+        if epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) != 0 {
+            Log.error("\(SystemError("epoll_ctl(MOD)")) on fd \(fd)")
+        }
+    }
+
+    /// Forgets a registration. The caller closes the descriptor, which removes it from the epoll set.
+    public func unregister(_ token: Token) {
+        let slot = Int(token.slot)
+        guard generations[slot] == token.generation, handlers[slot] != nil else { return }
+        handlers[slot] = nil
+        generations[slot] &+= 1
+        freeSlots.append(token.slot)
+        registrations -= 1
+    }
+
+    /// Waits up to `timeoutMilliseconds` and dispatches what is ready. Returns the number of events.
+    @discardableResult
+    public func poll(timeoutMilliseconds: Int32) -> Int {
+        let n = epoll_wait(epollFD, events, Int32(eventCapacity), timeoutMilliseconds)
+        if n < 0 {
+            if errno != EINTR { Log.error("\(SystemError("epoll_wait"))") }
+            return 0
+        }
+        for i in 0..<Int(n) {
+            let packed = events[i].data.u64
+            let slot = Int(Int32(bitPattern: UInt32(truncatingIfNeeded: packed)))
+            let generation = UInt32(truncatingIfNeeded: packed >> 32)
+            guard slot < handlers.count, generations[slot] == generation, let handler = handlers[slot] else { continue }
+            handler.handleEvent(events[i].events)
+        }
+        return Int(n)
+    }
+}
+
+/// epoll event bits as UInt32, the type `epoll_event.events` has.
+public enum EpollEvents {
+    public static let readable = UInt32(EPOLLIN.rawValue)
+    public static let writable = UInt32(EPOLLOUT.rawValue)
+    public static let hangup = UInt32(EPOLLHUP.rawValue)
+    public static let error = UInt32(EPOLLERR.rawValue)
+    public static let readHangup = UInt32(EPOLLRDHUP.rawValue)
+}

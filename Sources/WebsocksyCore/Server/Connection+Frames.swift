@@ -1,0 +1,88 @@
+import Glibc
+
+/// The open connection: client frames in, protocol rules applied, payload handed to the peer.
+extension Connection {
+    func processFrames() {
+        while (state == .open || state == .closing) && !readPaused {
+            let input = inbox.readable
+            guard input.count > 0 else { break }
+            let (consumed, event) = reader.next(input)
+            // Event payloads point into the inbox: act on them before consuming.
+            let more = handle(event)
+            guard state != .closed else { return }
+            if state == .draining || state == .lingering {
+                inbox.removeAll()
+                return
+            }
+            inbox.consume(consumed)
+            if !more { break }
+        }
+    }
+
+    /// Carries out one protocol event; false when the reader needs more bytes.
+    private func handle(_ event: WebSocketReader.Event) -> Bool {
+        switch event {
+        case .needMore:
+            return false
+        case .data(let payload, let opcode, let start, let end):
+            if !closeSent { deliverToPeer(UnsafeRawBufferPointer(payload), opcode: opcode, messageStart: start, messageEnd: end) }
+        case .ping(let payload):
+            if !closeSent { sendFrame(.pong, payload) }
+        case .pong:
+            break
+        case .close(let code, _):
+            if !closeSent {
+                // §5.5.1: answer with a Close, echoing the status code received.
+                sendClose(code.map { CloseCode($0) } ?? .normalClosure)
+            }
+            startDraining()
+        case .violation(let code, let why):
+            Log.info("\(clientAddress): \(why); closing with \(code)")
+            if !closeSent { sendClose(code) }
+            startDraining()
+        }
+        return true
+    }
+
+    private func deliverToPeer(_ payload: UnsafeRawBufferPointer, opcode: Opcode, messageStart: Bool, messageEnd: Bool) {
+        switch peer {
+        case .echo:
+            if let message = echo.receive(payload, messageStart: messageStart, messageEnd: messageEnd) {
+                sendFrame(opcode, message)
+                echo.messageSent()
+            }
+        case nil:
+            break
+        }
+    }
+
+    /// Starts a server-initiated close (peer gone, shutdown, keepalive): send Close, wait for the client's.
+    func initiateClose(_ code: CloseCode, reason: String = "") {
+        guard state == .open else { return }
+        sendClose(code, reason: reason)
+        state = .closing
+        deadline = server.now + server.limits.closeTimeoutMilliseconds
+    }
+
+    /// No more frames in either direction: flush what is queued, then half-close.
+    func startDraining() {
+        guard state != .closed, state != .draining, state != .lingering else { return }
+        state = .draining
+        deadline = server.now + server.limits.closeTimeoutMilliseconds
+        echo.messageSent()
+        inbox.removeAll()
+        if outbox.isEmpty { finishDraining() } else { updateInterest() }
+    }
+
+    /// Everything was sent: send FIN and read until the client closes (or the deadline passes).
+    func finishDraining() {
+        if clientFinished {
+            destroy()
+            return
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        state = .lingering
+        readPaused = false
+        updateInterest()
+    }
+}

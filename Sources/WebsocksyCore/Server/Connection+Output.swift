@@ -1,0 +1,106 @@
+import CLinux
+import Glibc
+
+/// Bytes to the client: written straight to the socket when nothing is queued (one writev per frame),
+/// queued in the outbox otherwise, with reads paused while the outbox is over its high-water mark.
+extension Connection {
+    /// Sends one unfragmented frame. Nothing is sent after a Close.
+    func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        guard !closeSent, state != .closed else { return }
+        var header: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &header) { h in
+            let size = FrameHeader.encodeServerHeader(fin: true, opcode: opcode, length: payload.count, into: h.baseAddress!)
+            send(UnsafeRawBufferPointer(rebasing: h[0..<size]), payload)
+        }
+    }
+
+    func sendClose(_ code: CloseCode, reason: String = "") {
+        guard !closeSent else { return }
+        var body: [UInt8] = [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xFF)]
+        body.append(contentsOf: reason.utf8.prefix(123))
+        body.withUnsafeBytes { sendFrame(.close, $0) }
+        closeSent = true
+    }
+
+    /// Handshake responses and other raw bytes.
+    func sendRaw(_ bytes: UnsafeRawBufferPointer) {
+        send(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Writes `first` then `second`, queueing whatever the socket does not take now.
+    private func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) {
+        var written = 0
+        if outbox.isEmpty {
+            var vectors = (
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count))
+            let count: Int32 = second.count > 0 ? 2 : 1
+            while true {
+                let n = withUnsafePointer(to: &vectors) {
+                    $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(fd, $0, count) }
+                }
+                if n >= 0 { written = n; break }
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+                Log.debug("\(clientAddress): \(SystemError("writev"))")
+                destroy()
+                return
+            }
+        }
+        if written < first.count {
+            outbox.append(UnsafeRawBufferPointer(rebasing: first[written...]))
+            outbox.append(second)
+        } else if written - first.count < second.count {
+            outbox.append(UnsafeRawBufferPointer(rebasing: second[(written - first.count)...]))
+        }
+        if !outbox.isEmpty {
+            if outbox.count > server.limits.outboxHighWater { readPaused = true }
+            updateInterest()
+        }
+    }
+
+    /// The socket is writable again: send what is queued, then resume what waited for it.
+    func flushOutbox() {
+        while !outbox.isEmpty {
+            let pending = outbox.readable
+            let n = write(fd, pending.baseAddress, pending.count)
+            if n > 0 {
+                outbox.consume(n)
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break
+            } else {
+                Log.debug("\(clientAddress): \(SystemError("write"))")
+                destroy()
+                return
+            }
+        }
+        if outbox.isEmpty {
+            // A large burst grew the buffer; do not keep megabytes around for an idle connection.
+            if outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
+            if state == .draining {
+                finishDraining()
+                return
+            }
+        }
+        if readPaused && outbox.count <= server.limits.outboxLowWater && state != .lingering {
+            readPaused = false
+            processInbox()
+            guard state != .closed else { return }
+        }
+        updateInterest()
+    }
+
+    /// Keeps the epoll registration in line with what the connection waits for.
+    func updateInterest() {
+        guard state != .closed, let token else { return }
+        var wanted: UInt32 = 0
+        if !readPaused && !clientFinished { wanted |= EpollEvents.readable }
+        if !outbox.isEmpty { wanted |= EpollEvents.writable }
+        if wanted != interest {
+            interest = wanted
+            server.reactor.modify(fd, token: token, events: wanted)
+        }
+    }
+}

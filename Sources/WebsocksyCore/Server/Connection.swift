@@ -1,0 +1,128 @@
+import CLinux
+import Glibc
+
+/// One client connection and everything it owns: its socket, buffers, protocol state and peer.
+///
+/// Life cycle: `handshake` (reading the HTTP request) → `open` (bridging) → `closing` (we sent a
+/// Close and wait for the client's) → `draining` (flushing what is queued, then half-closing) →
+/// `lingering` (reading until the client closes too, so unread input never turns our close into a
+/// reset that could destroy the Close frame in flight) → `closed`.
+final class Connection: EventHandler {
+    enum State { case handshake, open, closing, draining, lingering, closed }
+
+    unowned let server: Server
+    let fd: Int32
+    let clientAddress: String
+    var token: Reactor.Token?
+    var state = State.handshake
+    /// Position in the server's connection list, for O(1) removal.
+    var index = -1
+
+    /// Bytes from the client not yet decoded (a partial header, or input held back by backpressure).
+    var inbox = ByteBuffer()
+    /// Bytes for the client that the socket has not taken yet.
+    var outbox = ByteBuffer()
+    var handshakeParser: HandshakeParser
+    var reader: WebSocketReader
+    var peer: PeerAddress?
+    var echo = EchoPeer()
+
+    /// A Close frame has been queued: nothing may follow it (RFC 6455 §5.5.1).
+    var closeSent = false
+    /// The client half-closed: no more reads.
+    var clientFinished = false
+    /// Reading from the client stopped because the outbox is over its high-water mark.
+    var readPaused = false
+    var interest = EpollEvents.readable
+    var lastReceive: Int64
+    var pingSentAt: Int64?
+    /// When the current state times out (0 = never).
+    var deadline: Int64
+
+    init(server: Server, fd: Int32, clientAddress: String, now: Int64) {
+        self.server = server
+        self.fd = fd
+        self.clientAddress = clientAddress
+        self.handshakeParser = HandshakeParser(maxHeaderBytes: server.limits.maxHeaderBytes)
+        self.reader = WebSocketReader(maxMessageSize: server.limits.maxMessage)
+        self.lastReceive = now
+        self.deadline = now + server.limits.handshakeTimeoutMilliseconds
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if events & EpollEvents.writable != 0 {
+            flushOutbox()
+        }
+        if state != .closed, events & (EpollEvents.readable | EpollEvents.hangup | EpollEvents.error) != 0 {
+            readFromClient()
+        }
+    }
+
+    /// Reads what the client sent until the socket is empty (or reading is paused) and acts on it.
+    private func readFromClient() {
+        while state != .closed && !readPaused && !clientFinished {
+            let tail = inbox.writableTail(minimum: server.limits.readChunk)
+            let n = read(fd, tail.baseAddress, tail.count)
+            if n > 0 {
+                inbox.commit(n)
+                lastReceive = server.now
+                pingSentAt = nil
+                processInbox()
+                if n < tail.count { return }
+            } else if n == 0 {
+                clientEndedStream()
+                return
+            } else {
+                switch errno {
+                case EINTR: continue
+                case EAGAIN, EWOULDBLOCK: return
+                default:
+                    Log.debug("\(clientAddress): \(SystemError("read"))")
+                    destroy()
+                    return
+                }
+            }
+        }
+    }
+
+    /// Acts on buffered client bytes as the state allows.
+    func processInbox() {
+        switch state {
+        case .handshake: processHandshake()
+        case .open, .closing: processFrames()
+        case .draining, .lingering: inbox.removeAll()
+        case .closed: break
+        }
+    }
+
+    /// The client closed its sending side.
+    private func clientEndedStream() {
+        clientFinished = true
+        switch state {
+        case .handshake, .lingering:
+            destroy()
+        case .open, .closing:
+            Log.debug("\(clientAddress): client closed the connection without a close handshake")
+            destroy()
+        case .draining:
+            // Keep flushing what is queued (the client may still read); finishDraining closes.
+            updateInterest()
+        case .closed:
+            break
+        }
+    }
+
+    /// Tears the connection down now: closes the socket and frees everything it holds.
+    func destroy() {
+        guard state != .closed else { return }
+        state = .closed
+        if let token { server.reactor.unregister(token) }
+        close(fd)
+        inbox.removeAll()
+        inbox.releaseIfEmpty()
+        outbox.removeAll()
+        outbox.releaseIfEmpty()
+        echo.messageSent()
+        server.connectionClosed(self)
+    }
+}

@@ -1,0 +1,25 @@
+/// Per-connection limits and timeouts, fixed at start-up.
+public struct Limits: Sendable {
+    public var maxHeaderBytes = 16384
+    public var maxMessage: UInt64 = Configuration.defaultMaxMessage
+    public var handshakeTimeoutMilliseconds: Int64 = 10_000
+    /// How long a close handshake or a final flush may take before the connection is dropped.
+    public var closeTimeoutMilliseconds: Int64 = 5_000
+    public var pingIntervalMilliseconds: Int64 = 30_000
+    /// How long a graceful shutdown waits for clients to finish their close handshakes.
+    public var shutdownTimeoutMilliseconds: Int64 = 5_000
+    /// Smallest free space offered to one read from a socket.
+    public var readChunk = 65536
+    /// Outbox size above which reading the other side pauses, and below which it resumes.
+    public var outboxHighWater = 1 << 20
+    public var outboxLowWater = 256 << 10
+    /// Buffers that grew beyond this are freed as soon as they drain.
+    public var retainedBufferBytes = 256 << 10
+
+    public init() {}
+
+    public init(_ config: Configuration) {
+        maxMessage = config.maxMessage
+        pingIntervalMilliseconds = Int64(config.pingInterval) * 1000
+    }
+}

@@ -1,0 +1,107 @@
+import CLinux
+import Glibc
+
+/// The listening socket: binds the configured address (`::` is dual-stack) and accepts clients until
+/// the kernel has no more, handing each to the server. A spare descriptor is kept so that running out
+/// of descriptors (EMFILE) can still drain the accept queue instead of spinning on a ready listener.
+final class Listener: EventHandler {
+    let fd: Int32
+    let boundDescription: String
+    private var token: Reactor.Token?
+    private var spareFD: Int32
+    private var lastExhaustionLog: Int64 = 0
+    private let onAccept: (Int32, sockaddr_storage) -> Void
+
+    init(host: String, port: String, onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
+        self.onAccept = onAccept
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, port, &hints, &list)
+        guard rc == 0, let first = list else {
+            throw ConfigError("listen", "cannot resolve \(host) port \(port): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(list) }
+        var lastError = "no address"
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        var bound: Int32 = -1
+        while let ai = candidate {
+            candidate = ai.pointee.ai_next
+            let s = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
+            guard s >= 0 else { lastError = SystemError("socket").description; continue }
+            SocketOptions.setInt(s, SOL_SOCKET, SO_REUSEADDR, 1)
+            if ai.pointee.ai_family == AF_INET6 {
+                SocketOptions.setInt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 0)
+            }
+            if bind(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, Glibc.listen(s, 4096) == 0 {
+                bound = s
+                break
+            }
+            lastError = SystemError("bind/listen").description
+            close(s)
+        }
+        guard bound >= 0 else { throw ConfigError("listen", "cannot listen on \(host) port \(port): \(lastError)") }
+        fd = bound
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(bound, $0, &length) }
+        }
+        boundDescription = SocketOptions.describe(&storage)
+        spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    func start(_ reactor: Reactor) throws(SystemError) {
+        token = try reactor.register(fd, events: EpollEvents.readable, handler: self)
+    }
+
+    func stop(_ reactor: Reactor) {
+        if let token { reactor.unregister(token) }
+        token = nil
+        close(fd)
+        if spareFD >= 0 { close(spareFD) }
+        spareFD = -1
+    }
+
+    func handleEvent(_ events: UInt32) {
+        // Bounded per wake-up so a connection flood cannot starve established connections.
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    clinux_accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if client >= 0 {
+                onAccept(client, storage)
+                continue
+            }
+            switch errno {
+            case EAGAIN, EWOULDBLOCK: return
+            case EINTR, ECONNABORTED, EPROTO: continue
+            case EMFILE, ENFILE: shedOneConnection(); return
+            default:
+                Log.error("\(SystemError("accept4"))")
+                return
+            }
+        }
+    }
+
+    /// Out of descriptors: free the spare, accept the waiting client and close it at once, take the
+    /// spare back. The client sees a closed connection instead of hanging in the queue.
+    private func shedOneConnection() {
+        let now = MonotonicClock.nowMilliseconds()
+        if now - lastExhaustionLog >= 1000 {
+            lastExhaustionLog = now
+            Log.error("out of file descriptors: refusing new connections")
+        }
+        guard spareFD >= 0 else { return }
+        close(spareFD)
+        let c = clinux_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+        if c >= 0 { close(c) }
+        spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+}

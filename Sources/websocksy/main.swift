@@ -1,0 +1,31 @@
+import Glibc
+import WebsocksyCore
+
+// Thin entry point: configuration in, server out, loop until stopped.
+let invocation: Invocation
+do {
+    invocation = try CommandLineParser.parse(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    Log.writeStderr("websocksy: \(error)\n")
+    exit(2)
+}
+
+switch invocation {
+case .help:
+    print(CommandLineParser.usage)
+case .version:
+    print("websocksy \(Version.string) (WebSocket API 13, plugin API 1)")
+case .run(let configuration):
+    Log.level = configuration.logLevel
+    ProcessSetup.ignoreSIGPIPE()
+    let descriptors = ProcessSetup.raiseDescriptorLimit()
+    let server: Server
+    do {
+        server = try Server(configuration: configuration)
+    } catch {
+        Log.writeStderr("websocksy: \(error)\n")
+        exit(2)
+    }
+    Log.info("websocksy \(Version.string) listening on \(server.listeningAddress) (backend \(configuration.backend), \(descriptors) descriptors)")
+    server.run()
+}
