@@ -1,0 +1,140 @@
+import Testing
+@testable import WebsocksyCore
+
+@Suite struct ConfigurationTests {
+    private func run(_ args: [String]) throws -> Configuration {
+        guard case .run(let c) = try CommandLineParser.parse(args) else { throw ConfigError("test", "not run") }
+        return c
+    }
+
+    @Test func defaults() throws {
+        let c = try run([])
+        #expect(c.port == "8001" && c.listen == "::" && c.pingInterval == 30 && c.backend == "defaultpeer")
+        #expect(c.maxMessage == 16 << 20 && c.logLevel == .info)
+    }
+
+    @Test func flagsInOrder() throws {
+        let c = try run(["-p", "9000", "-l", "127.0.0.1", "-k", "0", "-c", "host=echo://", "-vv", "--max-message", "64k"])
+        #expect(c.port == "9000" && c.listen == "127.0.0.1" && c.pingInterval == 0 && c.maxMessage == 65536)
+        #expect(c.backendOptions.map(\.key) == ["host"])
+        #expect(c.logLevel == .trace)
+    }
+
+    @Test func backendFlagDropsEarlierOptions() throws {
+        let c = try run(["-c", "host=echo://", "-b", "other", "-c", "path=/tmp", "-c", "a=b=c"])
+        #expect(c.backend == "other")
+        #expect(c.backendOptions.map(\.key) == ["path", "a"])
+        #expect(c.backendOptions[1].value == "b=c")
+    }
+
+    @Test func helpAndVersion() throws {
+        guard case .help = try CommandLineParser.parse(["-h"]) else { Issue.record("no help"); return }
+        guard case .version = try CommandLineParser.parse(["--version"]) else { Issue.record("no version"); return }
+    }
+
+    @Test(arguments: [["-x"], ["-p"], ["-p", "70000"], ["-k", "-1"], ["-c", "novalue"], ["-c", "=v"], ["--max-message", "12q"]])
+    func badFlags(_ args: [String]) {
+        #expect(throws: ConfigError.self) { _ = try CommandLineParser.parse(args) }
+    }
+
+    @Test func iniFile() throws {
+        var c = Configuration()
+        try IniFile.apply(text: """
+            ; comment
+            # another
+            [core]
+            port = 8080
+            listen=127.0.0.1
+            ping = 5
+
+            [backend]
+            host = echo://
+            protocol = *
+            """, path: "t.cfg", into: &c)
+        #expect(c.port == "8080" && c.listen == "127.0.0.1" && c.pingInterval == 5)
+        #expect(c.backendOptions.map(\.key) == ["host", "protocol"])
+        #expect(c.backendOptions[0].origin.description == "t.cfg:9")
+    }
+
+    @Test(arguments: [
+        ("[core]\nport = 80\nbogus = 1\n", "t.cfg:3: unknown [core] key 'bogus'"),
+        ("port = 1\n", "t.cfg:1: 'port' is outside any section ([core] or [backend])"),
+        ("[core]\n\nport 80\n", "t.cfg:3: expected 'key = value', got 'port 80'"),
+        ("[cor]\n", "t.cfg:1: unknown section [cor] (expected [core] or [backend])"),
+        ("[core\n", "t.cfg:1: malformed section header '[core'"),
+        ("[core]\nport = x\n", "t.cfg:2: port must be 0–65535, not 'x'"),
+    ])
+    func iniErrorsNameFileAndLine(_ input: (String, String)) {
+        var c = Configuration()
+        do {
+            try IniFile.apply(text: input.0, path: "t.cfg", into: &c)
+            Issue.record("accepted \(input.0)")
+        } catch {
+            #expect(error.description == input.1)
+        }
+    }
+
+    @Test func unreadableFile() {
+        #expect(throws: ConfigError.self) { _ = try CommandLineParser.parse(["/nonexistent/websocksy.cfg"]) }
+    }
+
+    @Test func backendOptionErrorsNameTheirOrigin() {
+        var c = Configuration()
+        c.addBackendOption("colour", "red", at: .file("x.cfg", line: 7))
+        do {
+            _ = try BackendFactory.make(c)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.location == "x.cfg:7")
+        }
+    }
+
+    @Test func defaultPeerNeedsAHost() {
+        #expect(throws: ConfigError.self) { _ = try BackendFactory.make(Configuration()) }
+        var c = Configuration()
+        c.addBackendOption("host", "gopher://x", at: .flag("-c host=gopher://x"))
+        #expect(throws: ConfigError.self) { _ = try BackendFactory.make(c) }
+    }
+
+    @Test func byteSizes() {
+        #expect(ByteSize.parse("100") == 100)
+        #expect(ByteSize.parse("64k") == 65536)
+        #expect(ByteSize.parse("16M") == 16 << 20)
+        #expect(ByteSize.parse("1G") == 1 << 30)
+        #expect(ByteSize.parse("k") == nil)
+        #expect(ByteSize.parse("99999999999999999999G") == nil)
+    }
+}
+
+@Suite struct ByteBufferTests {
+    @Test func appendConsumeGrowAndRelease() {
+        var b = ByteBuffer()
+        let initiallyEmpty = b.isEmpty, initialAllocation = b.allocatedBytes
+        #expect(initiallyEmpty && initialAllocation == 0)
+        b.append([1, 2, 3])
+        b.consume(1)
+        #expect(Array(b.readable) == [2, 3])
+        let big = [UInt8](repeating: 9, count: 10000)
+        b.append(big)
+        let count = b.count
+        #expect(count == 10002)
+        #expect(Array(b.readable.prefix(3)) == [2, 3, 9])
+        b.consume(10002)
+        let drained = b.isEmpty
+        #expect(drained)
+        b.releaseIfEmpty()
+        let released = b.allocatedBytes
+        #expect(released == 0)
+    }
+
+    @Test func compactsInsteadOfGrowing() {
+        var b = ByteBuffer()
+        b.append([UInt8](repeating: 1, count: 4000))
+        let capacity = b.allocatedBytes
+        b.consume(3990)
+        b.append([UInt8](repeating: 2, count: 4000))
+        let after = b.allocatedBytes, count = b.count
+        #expect(after == capacity)
+        #expect(count == 4010)
+    }
+}
