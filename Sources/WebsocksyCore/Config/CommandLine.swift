@@ -33,6 +33,7 @@ public enum CommandLineParser {
             case "-k", "--ping": try config.setCore("ping", value(for: arg), at: origin)
             case "-b", "--backend": try config.setCore("backend", value(for: arg), at: origin)
             case "--max-message": try config.setCore("max-message", value(for: arg), at: origin)
+            case "--handshake-timeout": try config.setCore("handshake-timeout", value(for: arg), at: origin)
             case "-c", "--config":
                 let option = try value(for: arg)
                 guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
@@ -73,6 +74,8 @@ public enum CommandLineParser {
           --max-message SIZE
                             largest message accepted from a client, e.g. 65536, 64k, 16M
                             (default 16M); larger ones are closed with 1009
+          --handshake-timeout SECONDS
+                            time a client has to complete the upgrade request (default \(Configuration.defaultHandshakeTimeout))
       -v, --verbose         log more (repeat for more detail)
       -h, --help            show this help
       -V, --version         show the version
@@ -83,6 +86,6 @@ public enum CommandLineParser {
       protocol              subprotocol to select: unset = serve only clients offering none,
                             * = the first offered, NAME = NAME when offered
 
-    Configuration file keys ([core]): port, listen, ping, max-message, backend.
+    Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout, backend.
     """
 }

@@ -11,12 +11,15 @@ public struct Configuration: Sendable {
     public static let defaultPing = 30
     public static let defaultMaxMessage: UInt64 = 16 << 20
     public static let defaultBackend = "defaultpeer"
+    public static let defaultHandshakeTimeout = 10
 
     public var port = defaultPort
     public var listen = defaultListen
     /// Keepalive ping interval in seconds; 0 turns keepalive off.
     public var pingInterval = defaultPing
     public var maxMessage = defaultMaxMessage
+    /// Seconds a client has to complete the opening handshake.
+    public var handshakeTimeout = defaultHandshakeTimeout
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -38,6 +41,9 @@ public struct Configuration: Sendable {
         case "ping":
             guard let s = Int(value), s >= 0 else { throw ConfigError(origin.description, "ping must be a number of seconds (0 = off), not '\(value)'") }
             pingInterval = s
+        case "handshake-timeout":
+            guard let s = Int(value), s >= 1 else { throw ConfigError(origin.description, "handshake-timeout must be a number of seconds (at least 1), not '\(value)'") }
+            handshakeTimeout = s
         case "max-message":
             guard let n = ByteSize.parse(value), n >= 125 else {
                 throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")

@@ -21,5 +21,6 @@ public struct Limits: Sendable {
     public init(_ config: Configuration) {
         maxMessage = config.maxMessage
         pingIntervalMilliseconds = Int64(config.pingInterval) * 1000
+        handshakeTimeoutMilliseconds = Int64(config.handshakeTimeout) * 1000
     }
 }

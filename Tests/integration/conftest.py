@@ -1,0 +1,89 @@
+"""Fixtures that start the real websocksy binary and talk to it over real sockets."""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("WEBSOCKSY_BIN", os.path.join(ROOT, ".build", "release", "websocksy"))
+
+
+class Gateway:
+    """One running websocksy process; its stderr is collected line by line."""
+
+    def __init__(self, args, cwd=None):
+        self.args = args
+        self.lines = []
+        self.proc = subprocess.Popen([BINARY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd=cwd)
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+        self.port = None
+        deadline = time.time() + 10
+        while time.time() < deadline and self.port is None:
+            for line in list(self.lines):
+                m = re.search(r"listening on .*:(\d+) ", line)
+                if m:
+                    self.port = int(m.group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        if self.port is None:
+            self.stop()
+            raise RuntimeError("websocksy did not start: " + "".join(self.lines))
+
+    def _collect(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self):
+        return "".join(self.lines)
+
+    def wait_for_log(self, pattern, timeout=5):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if re.search(pattern, self.log()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(2)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def gateway_factory():
+    started = []
+
+    def start(*args):
+        g = Gateway(["-l", "127.0.0.1", "-p", "0", *args])
+        started.append(g)
+        return g
+
+    yield start
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
+def echo_gateway(gateway_factory):
+    return gateway_factory("-c", "host=echo://")
