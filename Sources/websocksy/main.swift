@@ -14,7 +14,7 @@ switch invocation {
 case .help:
     print(CommandLineParser.usage)
 case .version:
-    print("websocksy \(Version.string) (WebSocket API 13, plugin API 1)")
+    print("websocksy \(Version.string) (RFC 6455 version 13, plugin API 1; \(Version.libraries))")
 case .run(let configuration):
     Log.level = configuration.logLevel
     ProcessSetup.ignoreSIGPIPE()
