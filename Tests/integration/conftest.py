@@ -3,6 +3,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -87,3 +88,44 @@ def gateway_factory():
 @pytest.fixture
 def echo_gateway(gateway_factory):
     return gateway_factory("-c", "host=echo://")
+
+
+class Peer:
+    """A peer process (Tests/integration/peer.py) listening on a real socket."""
+
+    def __init__(self, transport, mode="echo", arg=None, address=None):
+        if address is None:
+            address = "127.0.0.1:0" if transport in ("tcp", "udp") else f"/tmp/websocksy-test-{os.getpid()}-{id(self)}.sock"
+        args = [sys.executable, os.path.join(os.path.dirname(__file__), "peer.py"), transport, address, mode]
+        if arg is not None:
+            args.append(arg)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY "), line
+        self.address = line.split(" ", 1)[1].strip()
+        self.url = f"{'unix-dgram' if transport == 'unix-dgram' else transport}://{self.address}"
+
+    def output_line(self, timeout=10):
+        result = []
+        t = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        return result[0] if result else ""
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def peer_factory():
+    started = []
+
+    def start(*args, **kwargs):
+        p = Peer(*args, **kwargs)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

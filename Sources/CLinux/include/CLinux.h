@@ -32,6 +32,23 @@ static inline int clinux_ignore_signal(int signo) {
 
 static inline int clinux_errno(void) { return errno; }
 
+#include <sys/eventfd.h>
+#include <sys/un.h>
+#include <netdb.h>
+
+/* Non-blocking name resolution with glibc's getaddrinfo_a (a GNU extension, wrapped in CLinux.c).
+ * A lookup runs on glibc's helper thread; when it completes, 1 is added to `notify_fd` (an eventfd
+ * the reactor watches). Poll it with clinux_resolve_status, take the list with clinux_resolve_result,
+ * and free the request with clinux_resolve_free once it is no longer in progress. */
+struct clinux_resolve;
+struct clinux_resolve *clinux_resolve_start(const char *host, const char *service, int socktype, int notify_fd);
+/* 0 when done, EAI_INPROGRESS while running, another EAI_ code on failure. */
+int clinux_resolve_status(struct clinux_resolve *request);
+struct addrinfo *clinux_resolve_result(struct clinux_resolve *request);
+void clinux_resolve_free(struct clinux_resolve *request);
+const char *clinux_gai_strerror(int code);
+int clinux_eai_inprogress(void);
+
 /* accept4 is a GNU extension that Swift's Glibc module does not show; defined in CLinux.c. */
 int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 #endif

@@ -1,3 +1,5 @@
+import CWebsocksy
+
 /// A peer discovery backend: maps an upgrade request to the peer it is bridged to.
 public protocol Backend: AnyObject {
     /// One option, in configuration order. Throws a message; the caller adds where it came from.
@@ -19,14 +21,19 @@ public enum BackendAnswer {
 }
 
 /// The backend's choice for one connection.
-public struct PeerChoice: Sendable {
+public struct PeerChoice {
     public var address: PeerAddress
     /// The offered subprotocol to confirm in `Sec-WebSocket-Protocol`, if any.
     public var subprotocol: String?
+    /// Cuts the peer's bytes into messages (C signature, built-in or plugin).
+    public var framing: ws_framing?
+    public var framingConfig: FramingConfig?
 
-    public init(address: PeerAddress, subprotocol: String?) {
+    public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?) {
         self.address = address
         self.subprotocol = subprotocol
+        self.framing = framing
+        self.framingConfig = framingConfig
     }
 }
 

@@ -34,6 +34,8 @@ public enum CommandLineParser {
             case "-b", "--backend": try config.setCore("backend", value(for: arg), at: origin)
             case "--max-message": try config.setCore("max-message", value(for: arg), at: origin)
             case "--handshake-timeout": try config.setCore("handshake-timeout", value(for: arg), at: origin)
+            case "--connect-timeout": try config.setCore("connect-timeout", value(for: arg), at: origin)
+            case "--peer-buffer": try config.setCore("peer-buffer", value(for: arg), at: origin)
             case "-c", "--config":
                 let option = try value(for: arg)
                 guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
@@ -76,16 +78,29 @@ public enum CommandLineParser {
                             (default 16M); larger ones are closed with 1009
           --handshake-timeout SECONDS
                             time a client has to complete the upgrade request (default \(Configuration.defaultHandshakeTimeout))
+          --connect-timeout SECONDS
+                            time connecting to a peer may take before the client gets 502
+                            (default \(Configuration.defaultConnectTimeout))
+          --peer-buffer SIZE
+                            cap on peer data waiting to be framed (default 1M); a framing
+                            function that frames nothing before it is full closes with 1009
       -v, --verbose         log more (repeat for more detail)
       -h, --help            show this help
       -V, --version         show the version
 
     defaultpeer backend options (-c KEY=VALUE or the [backend] section):
-      host                  peer address; echo:// sends every message back unchanged
+      host                  peer address: tcp://HOST[:PORT], udp://HOST[:PORT], unix://PATH,
+                            unix-dgram://PATH (@NAME = abstract socket), or echo://, which
+                            sends every message back unchanged; [v6] literals in brackets
       port                  peer port when the host has none
+      framing               how bytes from the peer are cut into messages (default auto):
+                            auto, binary, separator, newline, or a plugin's framing
+      framing-config        its configuration: the separator (escapes \\r \\t \\n \\0 \\f \\\\ \\xHH)
+                            for separator; crlf (default), lfcr, lf or cr for newline
       protocol              subprotocol to select: unset = serve only clients offering none,
                             * = the first offered, NAME = NAME when offered
 
-    Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout, backend.
+    Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
+    connect-timeout, peer-buffer, backend.
     """
 }

@@ -12,6 +12,8 @@ public struct Configuration: Sendable {
     public static let defaultMaxMessage: UInt64 = 16 << 20
     public static let defaultBackend = "defaultpeer"
     public static let defaultHandshakeTimeout = 10
+    public static let defaultConnectTimeout = 10
+    public static let defaultPeerBuffer: UInt64 = 1 << 20
 
     public var port = defaultPort
     public var listen = defaultListen
@@ -20,6 +22,10 @@ public struct Configuration: Sendable {
     public var maxMessage = defaultMaxMessage
     /// Seconds a client has to complete the opening handshake.
     public var handshakeTimeout = defaultHandshakeTimeout
+    /// Seconds connecting to a peer may take before the client gets 502.
+    public var connectTimeout = defaultConnectTimeout
+    /// Cap on peer bytes waiting for the framing function.
+    public var peerBuffer = defaultPeerBuffer
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -44,6 +50,14 @@ public struct Configuration: Sendable {
         case "handshake-timeout":
             guard let s = Int(value), s >= 1 else { throw ConfigError(origin.description, "handshake-timeout must be a number of seconds (at least 1), not '\(value)'") }
             handshakeTimeout = s
+        case "connect-timeout":
+            guard let s = Int(value), s >= 1 else { throw ConfigError(origin.description, "connect-timeout must be a number of seconds (at least 1), not '\(value)'") }
+            connectTimeout = s
+        case "peer-buffer":
+            guard let n = ByteSize.parse(value), n >= 4096, n <= 1 << 30 else {
+                throw ConfigError(origin.description, "peer-buffer must be a size from 4k to 1G, not '\(value)'")
+            }
+            peerBuffer = n
         case "max-message":
             guard let n = ByteSize.parse(value), n >= 125 else {
                 throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")

@@ -1,22 +1,94 @@
-/// Where a connection's data goes, parsed from a backend's answer.
+/// Where a connection's data goes: websocksy's peer address schemes plus the built-in echo peer.
 public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
     /// The built-in echo peer: every message goes back to the client with its opcode unchanged.
     case echo
+    case tcp(host: String, port: String)
+    case udp(host: String, port: String)
+    /// A Unix stream socket; a path starting with `@` names a Linux abstract socket.
+    case unixStream(path: String)
+    case unixDatagram(path: String)
+
+    /// Parses `scheme://rest`. `defaultPort` fills in a missing port for tcp and udp. A host without a
+    /// scheme is taken as TCP (as websocksy does); `assumedTCP` reports that so the caller can warn.
+    public static func parse(_ text: String, defaultPort: String? = nil, assumedTCP: inout Bool) throws(PeerAddressError) -> PeerAddress {
+        assumedTCP = false
+        let scheme: String
+        let rest: Substring
+        if let separator = text.firstRange(of: "://") {
+            scheme = text[..<separator.lowerBound].lowercased()
+            rest = text[separator.upperBound...]
+        } else {
+            scheme = "tcp"
+            rest = text[...]
+            assumedTCP = true
+        }
+        switch scheme {
+        case "echo":
+            guard rest.isEmpty || rest == "/" else { throw PeerAddressError("echo:// takes no address, got '\(text)'") }
+            return .echo
+        case "tcp", "udp":
+            let (host, port) = try splitHostPort(rest, defaultPort: defaultPort, whole: text)
+            return scheme == "tcp" ? .tcp(host: host, port: port) : .udp(host: host, port: port)
+        case "unix", "unix-dgram":
+            guard !rest.isEmpty else { throw PeerAddressError("'\(text)' has no socket path") }
+            guard rest.utf8.count < 108 else { throw PeerAddressError("socket path in '\(text)' is longer than 107 bytes") }
+            return scheme == "unix" ? .unixStream(path: String(rest)) : .unixDatagram(path: String(rest))
+        default:
+            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, udp, unix, unix-dgram, echo)")
+        }
+    }
 
     public static func parse(_ text: String, defaultPort: String? = nil) throws(PeerAddressError) -> PeerAddress {
-        guard let schemeEnd = text.firstRange(of: "://") else {
-            throw PeerAddressError("peer address '\(text)' has no scheme (supported: echo://)")
+        var assumed = false
+        return try parse(text, defaultPort: defaultPort, assumedTCP: &assumed)
+    }
+
+    /// `host[:port]` or `[v6][:port]`.
+    private static func splitHostPort(_ s: Substring, defaultPort: String?, whole: String) throws(PeerAddressError) -> (String, String) {
+        var host: Substring
+        var port: Substring?
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { throw PeerAddressError("unterminated IPv6 literal in '\(whole)'") }
+            host = s[s.index(after: s.startIndex)..<close]
+            let after = s[s.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw PeerAddressError("unexpected text after ']' in '\(whole)'") }
+                port = after.dropFirst()
+            }
+        } else if let colon = s.lastIndex(of: ":") {
+            guard s.firstIndex(of: ":") == colon else {
+                throw PeerAddressError("IPv6 addresses need brackets, e.g. tcp://[::1]:5900, in '\(whole)'")
+            }
+            host = s[..<colon]
+            port = s[s.index(after: colon)...]
+        } else {
+            host = s
         }
-        let scheme = text[..<schemeEnd.lowerBound].lowercased()
-        switch scheme {
-        case "echo": return .echo
-        default: throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: echo://)")
+        if host.hasSuffix("/") { host = host.dropLast() }
+        guard !host.isEmpty else { throw PeerAddressError("'\(whole)' has no host") }
+        guard let chosen = port.map(String.init) ?? defaultPort, !chosen.isEmpty else {
+            throw PeerAddressError("'\(whole)' has no port and no port option is set")
+        }
+        if let number = Int(chosen) {
+            guard (1...65535).contains(number) else { throw PeerAddressError("port \(chosen) out of range in '\(whole)'") }
+        }
+        return (String(host), chosen)
+    }
+
+    var isDatagram: Bool {
+        switch self {
+        case .udp, .unixDatagram: true
+        default: false
         }
     }
 
     public var description: String {
         switch self {
         case .echo: "echo://"
+        case .tcp(let h, let p): h.contains(":") ? "tcp://[\(h)]:\(p)" : "tcp://\(h):\(p)"
+        case .udp(let h, let p): h.contains(":") ? "udp://[\(h)]:\(p)" : "udp://\(h):\(p)"
+        case .unixStream(let path): "unix://\(path)"
+        case .unixDatagram(let path): "unix-dgram://\(path)"
         }
     }
 }

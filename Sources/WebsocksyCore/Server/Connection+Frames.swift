@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// The open connection: client frames in, protocol rules applied, payload handed to the peer.
@@ -45,14 +46,14 @@ extension Connection {
     }
 
     private func deliverToPeer(_ payload: UnsafeRawBufferPointer, opcode: Opcode, messageStart: Bool, messageEnd: Bool) {
-        switch peer {
-        case .echo:
+        if isEcho {
             if let message = echo.receive(payload, messageStart: messageStart, messageEnd: messageEnd) {
                 sendFrame(opcode, message)
                 echo.messageSent()
             }
-        case nil:
-            break
+            if outbox.count > server.limits.outboxHighWater { readPaused = true }
+        } else if let peer = peerSocket {
+            deliverToSocket(peer, payload, messageEnd: messageEnd)
         }
     }
 
@@ -71,6 +72,7 @@ extension Connection {
         deadline = server.now + server.limits.closeTimeoutMilliseconds
         echo.messageSent()
         inbox.removeAll()
+        detachPeer()
         if outbox.isEmpty { finishDraining() } else { updateInterest() }
     }
 

@@ -12,19 +12,25 @@ extension Connection {
             case .refuse(let rejection):
                 refuse(rejection)
             case .peer(let choice):
-                upgrade(request, to: choice)
+                Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
+                if choice.address == .echo {
+                    isEcho = true
+                    completeUpgrade(key: request.key, subprotocol: choice.subprotocol)
+                } else {
+                    connectPeer(choice, key: request.key)
+                }
             }
         }
     }
 
-    private func upgrade(_ request: HandshakeRequest, to choice: PeerChoice) {
-        peer = choice.address
-        let response = HandshakeResponse.accept(key: request.key, subprotocol: choice.subprotocol)
+    /// Sends the 101 and starts bridging.
+    func completeUpgrade(key: String, subprotocol: String?) {
+        let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol)
         response.withUnsafeBytes { sendRaw($0) }
-        guard state == .handshake else { return }
+        guard state == .handshake || state == .connectingPeer else { return }
         state = .open
         deadline = 0
-        Log.debug("\(clientAddress): \(request.target) upgraded, peer \(choice.address)")
+        updateInterest()
         // Frames may have arrived right behind the request.
         processFrames()
     }

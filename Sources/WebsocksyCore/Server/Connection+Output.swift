@@ -53,10 +53,7 @@ extension Connection {
         } else if written - first.count < second.count {
             outbox.append(UnsafeRawBufferPointer(rebasing: second[(written - first.count)...]))
         }
-        if !outbox.isEmpty {
-            if outbox.count > server.limits.outboxHighWater { readPaused = true }
-            updateInterest()
-        }
+        if !outbox.isEmpty { updateInterest() }
     }
 
     /// The socket is writable again: send what is queued, then resume what waited for it.
@@ -84,11 +81,8 @@ extension Connection {
                 return
             }
         }
-        if readPaused && outbox.count <= server.limits.outboxLowWater && state != .lingering {
-            readPaused = false
-            processInbox()
-            guard state != .closed else { return }
-        }
+        if outbox.count <= server.limits.outboxLowWater { peerSocket?.resumeReading() }
+        resumeClientReadsIfPossible()
         updateInterest()
     }
 
@@ -96,7 +90,7 @@ extension Connection {
     func updateInterest() {
         guard state != .closed, let token else { return }
         var wanted: UInt32 = 0
-        if !readPaused && !clientFinished { wanted |= EpollEvents.readable }
+        if !readPaused && !clientFinished && state != .connectingPeer { wanted |= EpollEvents.readable }
         if !outbox.isEmpty { wanted |= EpollEvents.writable }
         if wanted != interest {
             interest = wanted

@@ -13,6 +13,12 @@ extension Connection {
             destroy()
             return
         }
+        if state == .connectingPeer, let peer = peerSocket, peer.deadline != 0, now >= peer.deadline {
+            peer.close()
+            peerSocket = nil
+            refuse(.init(.badGateway, "peer unreachable: no connection to \(peer.address) within \(server.limits.connectTimeoutMilliseconds / 1000) s"))
+            return
+        }
         if state == .open {
             keepalive(now: now)
         }

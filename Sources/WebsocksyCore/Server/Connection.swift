@@ -3,12 +3,13 @@ import Glibc
 
 /// One client connection and everything it owns: its socket, buffers, protocol state and peer.
 ///
-/// Life cycle: `handshake` (reading the HTTP request) → `open` (bridging) → `closing` (we sent a
+/// Life cycle: `handshake` (reading the HTTP request) → `connectingPeer` (the backend chose a socket
+/// peer; the 101 waits for its connect) → `open` (bridging) → `closing` (we sent a
 /// Close and wait for the client's) → `draining` (flushing what is queued, then half-closing) →
 /// `lingering` (reading until the client closes too, so unread input never turns our close into a
 /// reset that could destroy the Close frame in flight) → `closed`.
 final class Connection: EventHandler {
-    enum State { case handshake, open, closing, draining, lingering, closed }
+    enum State { case handshake, connectingPeer, open, closing, draining, lingering, closed }
 
     unowned let server: Server
     let fd: Int32
@@ -24,14 +25,22 @@ final class Connection: EventHandler {
     var outbox = ByteBuffer()
     var handshakeParser: HandshakeParser
     var reader: WebSocketReader
-    var peer: PeerAddress?
+    /// The peer is the built-in echo (no socket).
+    var isEcho = false
     var echo = EchoPeer()
+    var peerSocket: PeerSocket?
+    var framer: PeerFramer?
+    /// Key and subprotocol of the 101 to send once the peer is connected.
+    var pendingUpgrade: (key: String, subprotocol: String?)?
+    /// Opcode of the last message framed from the peer (decides the type of a final remainder).
+    var lastPeerOpcode = Opcode.binary
 
     /// A Close frame has been queued: nothing may follow it (RFC 6455 §5.5.1).
     var closeSent = false
     /// The client half-closed: no more reads.
     var clientFinished = false
-    /// Reading from the client stopped because the outbox is over its high-water mark.
+    /// Reading from the client stopped because a queue it feeds (the outbox for echo, the peer's
+    /// queue for a socket peer) is over its high-water mark.
     var readPaused = false
     var interest = EpollEvents.readable
     var lastReceive: Int64
@@ -60,7 +69,7 @@ final class Connection: EventHandler {
 
     /// Reads what the client sent until the socket is empty (or reading is paused) and acts on it.
     private func readFromClient() {
-        while state != .closed && !readPaused && !clientFinished {
+        while state != .closed && state != .connectingPeer && !readPaused && !clientFinished {
             let tail = inbox.writableTail(minimum: server.limits.readChunk)
             let n = read(fd, tail.baseAddress, tail.count)
             if n > 0 {
@@ -91,7 +100,7 @@ final class Connection: EventHandler {
         case .handshake: processHandshake()
         case .open, .closing: processFrames()
         case .draining, .lingering: inbox.removeAll()
-        case .closed: break
+        case .connectingPeer, .closed: break
         }
     }
 
@@ -99,7 +108,7 @@ final class Connection: EventHandler {
     private func clientEndedStream() {
         clientFinished = true
         switch state {
-        case .handshake, .lingering:
+        case .handshake, .connectingPeer, .lingering:
             destroy()
         case .open, .closing:
             Log.debug("\(clientAddress): client closed the connection without a close handshake")
@@ -118,6 +127,7 @@ final class Connection: EventHandler {
         state = .closed
         if let token { server.reactor.unregister(token) }
         close(fd)
+        detachPeer()
         inbox.removeAll()
         inbox.releaseIfEmpty()
         outbox.removeAll()

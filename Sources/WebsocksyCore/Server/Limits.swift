@@ -3,6 +3,10 @@ public struct Limits: Sendable {
     public var maxHeaderBytes = 16384
     public var maxMessage: UInt64 = Configuration.defaultMaxMessage
     public var handshakeTimeoutMilliseconds: Int64 = 10_000
+    /// How long connecting to a peer (resolution included) may take before the client gets 502.
+    public var connectTimeoutMilliseconds: Int64 = 10_000
+    /// Cap on bytes read from a peer that the framing function has not framed yet (→ 1009).
+    public var peerBufferBytes = 1 << 20
     /// How long a close handshake or a final flush may take before the connection is dropped.
     public var closeTimeoutMilliseconds: Int64 = 5_000
     public var pingIntervalMilliseconds: Int64 = 30_000
@@ -22,5 +26,7 @@ public struct Limits: Sendable {
         maxMessage = config.maxMessage
         pingIntervalMilliseconds = Int64(config.pingInterval) * 1000
         handshakeTimeoutMilliseconds = Int64(config.handshakeTimeout) * 1000
+        connectTimeoutMilliseconds = Int64(config.connectTimeout) * 1000
+        peerBufferBytes = Int(config.peerBuffer)
     }
 }

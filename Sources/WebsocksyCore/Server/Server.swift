@@ -7,8 +7,11 @@ public final class Server {
     let reactor: Reactor
     let backend: Backend
     let limits: Limits
+    let resolver: Resolver
     private var listener: Listener?
     private var connections: [Connection] = []
+    /// Peers whose client side has ended and that are still flushing to the peer.
+    private var detachedPeers: [PeerSocket] = []
     private var signals: SignalSource?
     /// Monotonic time of the current loop turn (ms).
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
@@ -21,6 +24,7 @@ public final class Server {
     public init(configuration: Configuration) throws(ConfigError) {
         do {
             reactor = try Reactor()
+            resolver = try Resolver(reactor: reactor)
         } catch {
             throw ConfigError("start-up", error.description)
         }
@@ -51,11 +55,12 @@ public final class Server {
                 sweep()
                 nextSweep = now + Self.sweepIntervalMilliseconds
             }
-            if let deadline = shutdownDeadline, connections.isEmpty || now >= deadline {
+            if let deadline = shutdownDeadline, (connections.isEmpty && detachedPeers.isEmpty) || now >= deadline {
                 break
             }
         }
         for connection in connections { connection.destroy() }
+        for peer in detachedPeers { peer.close() }
         Log.info("stopped")
     }
 
@@ -86,6 +91,24 @@ public final class Server {
         connection.index = -1
     }
 
+    /// Keeps a peer that is finishing on its own in view of the sweep until it closes.
+    func adoptDetached(_ peer: PeerSocket) {
+        guard peer.state != .closed, peer.detachedIndex < 0 else { return }
+        peer.detachedIndex = detachedPeers.count
+        detachedPeers.append(peer)
+    }
+
+    func peerClosed(_ peer: PeerSocket) {
+        let i = peer.detachedIndex
+        guard i >= 0, i < detachedPeers.count, detachedPeers[i] === peer else { return }
+        let last = detachedPeers.removeLast()
+        if last !== peer {
+            detachedPeers[i] = last
+            last.detachedIndex = i
+        }
+        peer.detachedIndex = -1
+    }
+
     /// Deadlines and keepalive. A linear pass: at a few hundred nanoseconds per connection, even tens
     /// of thousands cost well under a millisecond, four times a second.
     private func sweep() {
@@ -95,6 +118,10 @@ public final class Server {
             c.sweep(now: now)
             // A destroyed connection was swapped out: look at index i again.
             if i < connections.count && connections[i] === c { i += 1 }
+        }
+        for peer in detachedPeers where peer.deadline != 0 && now >= peer.deadline {
+            Log.debug("peer \(peer.address) did not finish in time")
+            peer.close()
         }
     }
 

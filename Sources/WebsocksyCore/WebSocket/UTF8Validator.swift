@@ -60,3 +60,23 @@ public struct UTF8Validator: Sendable {
         return v.validate(bytes) && v.isComplete
     }
 }
+
+extension UTF8Validator {
+    /// For bytes that are valid UTF-8 except for an unfinished last sequence, the length of that
+    /// sequence (1–3); 0 when the bytes end on a character boundary.
+    static func incompleteTailLength(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var i = bytes.count
+        var seen = 0
+        while i > 0 && seen < 4 {
+            i -= 1
+            seen += 1
+            let b = bytes[i]
+            if b & 0xC0 != 0x80 {
+                // A lead byte: does its sequence extend past the end?
+                let needed = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+                return needed > seen ? seen : 0
+            }
+        }
+        return 0
+    }
+}

@@ -1,0 +1,84 @@
+import CWebsocksy
+import Glibc
+
+/// The built-in framing functions, written against the same C signature as plugins.
+enum BuiltinFraming {
+    /// Everything now: text when it is valid UTF-8, else binary. A UTF-8 sequence cut off at the end
+    /// of the buffer (the rest is still in flight) is held back so a text stream split mid-character
+    /// stays text; it goes out with the next read.
+    static let auto: ws_framing = { data, length, _, opcode, _, _ in
+        guard let data, length > 0 else { return 0 }
+        let bytes = UnsafeRawBufferPointer(start: data, count: length)
+        var validator = UTF8Validator()
+        guard validator.validate(bytes) else {
+            opcode!.pointee = ws_frame_binary
+            return Int64(length)
+        }
+        opcode!.pointee = ws_frame_text
+        if validator.isComplete { return Int64(length) }
+        // Valid but unfinished: frame the complete characters, keep the 1–3 trailing bytes.
+        let tail = UTF8Validator.incompleteTailLength(bytes)
+        return Int64(length - tail)
+    }
+
+    /// Everything now, binary.
+    static let binary: ws_framing = { data, length, _, opcode, _, _ in
+        guard data != nil else { return 0 }
+        opcode!.pointee = ws_frame_binary
+        return Int64(length)
+    }
+
+    /// Up to and including the configured separator; binary messages.
+    static let separator: ws_framing = { data, length, _, opcode, state, config in
+        cut(data, length, opcode, state) { (try? SeparatorSpec.parse(config.map { String(cString: $0) } ?? "")) ?? [] }
+    }
+
+    /// Up to and including the configured line end; text when valid UTF-8, else binary.
+    static let newline: ws_framing = { data, length, _, opcode, state, config in
+        let n = cut(data, length, opcode, state) { (try? SeparatorSpec.newline(config.map { String(cString: $0) })) ?? [] }
+        if n > 0, let data, UTF8Validator.isValid(UnsafeRawBufferPointer(start: data, count: Int(n))) {
+            opcode!.pointee = ws_frame_text
+        }
+        return n
+    }
+
+    /// The shared separator search. Per-connection state (malloc'd on first use, freed by the
+    /// NULL-data call) holds the separator and how far the buffer was already searched, so a long
+    /// line arriving in many reads is scanned once, and a separator split across reads is found.
+    private static func cut(_ data: UnsafeMutablePointer<UInt8>?, _ length: Int, _ opcode: UnsafeMutablePointer<ws_operation>?,
+                            _ state: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ separator: () -> [UInt8]) -> Int64 {
+        guard let state else { return -1 }
+        guard let data else {
+            free(state.pointee)
+            state.pointee = nil
+            return 0
+        }
+        if state.pointee == nil {
+            let bytes = separator()
+            guard !bytes.isEmpty, let block = malloc(2 * MemoryLayout<Int>.stride + bytes.count) else { return -1 }
+            block.storeBytes(of: 0, as: Int.self)
+            block.storeBytes(of: bytes.count, toByteOffset: MemoryLayout<Int>.stride, as: Int.self)
+            bytes.withUnsafeBytes { (block + 2 * MemoryLayout<Int>.stride).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            state.pointee = block
+        }
+        let block = state.pointee!
+        let scanned = block.load(as: Int.self)
+        let sepLength = block.load(fromByteOffset: MemoryLayout<Int>.stride, as: Int.self)
+        let sep = (block + 2 * MemoryLayout<Int>.stride).assumingMemoryBound(to: UInt8.self)
+        opcode!.pointee = ws_frame_binary
+        var i = min(scanned, length)
+        let first = sep[0]
+        while i + sepLength <= length {
+            guard let hit = memchr(data + i, Int32(first), length - i - sepLength + 1) else { break }
+            let at = UnsafeMutableRawPointer(hit).assumingMemoryBound(to: UInt8.self) - data
+            if memcmp(data + at, sep, sepLength) == 0 {
+                block.storeBytes(of: 0, as: Int.self)
+                return Int64(at + sepLength)
+            }
+            i = at + 1
+        }
+        // Nothing yet: next time resume where a separator could still start.
+        block.storeBytes(of: max(0, length - sepLength + 1), as: Int.self)
+        return 0
+    }
+}

@@ -1,0 +1,378 @@
+import CLinux
+import Glibc
+
+/// The socket to one connection's peer (TCP, UDP, Unix stream or Unix datagram).
+///
+/// It connects without blocking (each resolved address in turn), queues what the peer cannot take yet,
+/// and reads into a buffer the connection's framing function cuts into messages. When the client side
+/// ends, the connection detaches it with `finish()`: it then flushes what is queued, half-closes, and
+/// reads until the peer closes too, so no accepted byte is lost to a reset.
+final class PeerSocket: EventHandler {
+    enum State { case resolving, connecting, open, finishing, lingering, closed }
+
+    unowned let server: Server
+    /// The client connection this peer serves; nil once detached.
+    var owner: Connection?
+    let address: PeerAddress
+    let isDatagram: Bool
+    private(set) var fd: Int32 = -1
+    private var token: Reactor.Token?
+    private(set) var state = State.resolving
+    private var candidates: [SocketAddress] = []
+    private var lastError = ""
+    /// Bytes (stream) or length-prefixed datagrams queued for the peer.
+    private(set) var outbox = ByteBuffer()
+    /// Bytes read from the peer, not yet framed.
+    var inbox = ByteBuffer()
+    /// A client message being assembled into one datagram.
+    private var datagram = ByteBuffer()
+    private var interest: UInt32 = 0
+    var readPaused = false
+    /// The peer closed its sending side.
+    private(set) var peerFinished = false
+    var deadline: Int64 = 0
+    /// Position in the server's list of detached peers.
+    var detachedIndex = -1
+
+    /// Largest UDP payload (IPv4: 65535 - 8 - 20).
+    static let udpDatagramLimit = 65507
+
+    init(server: Server, owner: Connection, address: PeerAddress) {
+        self.server = server
+        self.owner = owner
+        self.address = address
+        self.isDatagram = address.isDatagram
+    }
+
+    // MARK: Connecting
+
+    func start() {
+        deadline = server.now + server.limits.connectTimeoutMilliseconds
+        switch address {
+        case .tcp(let host, let port), .udp(let host, let port):
+            let type = isDatagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+            if let numeric = SocketAddress.numeric(host: host, port: port, socketType: type) {
+                candidates = numeric
+                connectNext()
+            } else {
+                server.resolver.resolve(host: host, port: port, socketType: type) { [weak self] result in
+                    guard let self, self.state == .resolving else { return }
+                    switch result {
+                    case .success(let list):
+                        self.candidates = list
+                        self.connectNext()
+                    case .failure(let error):
+                        self.fail("cannot resolve \(host): \(error)")
+                    }
+                }
+            }
+        case .unixStream(let path):
+            candidates = [SocketAddress.unix(path, socketType: Int32(SOCK_STREAM.rawValue))]
+            connectNext()
+        case .unixDatagram(let path):
+            candidates = [SocketAddress.unix(path, socketType: Int32(SOCK_DGRAM.rawValue))]
+            connectNext()
+        case .echo:
+            fail("echo:// has no socket")
+        }
+    }
+
+    /// Tries the next candidate address; reports failure when none is left.
+    private func connectNext() {
+        closeSocket()
+        guard !candidates.isEmpty else {
+            fail(lastError.isEmpty ? "no address to connect to" : lastError)
+            return
+        }
+        var target = candidates.removeFirst()
+        state = .connecting
+        let s = socket(target.family, target.socketType | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else {
+            lastError = "\(SystemError("socket"))"
+            connectNext()
+            return
+        }
+        fd = s
+        if target.family == AF_INET || target.family == AF_INET6, !isDatagram {
+            SocketOptions.setNoDelay(s)
+        }
+        if target.family == AF_UNIX && isDatagram {
+            // Autobind to an abstract address of our own, so the peer has somewhere to answer.
+            var own = sockaddr_un()
+            own.sun_family = sa_family_t(AF_UNIX)
+            _ = withUnsafePointer(to: &own) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sa_family_t>.size)) }
+            }
+        }
+        let rc = withUnsafePointer(to: &target.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, target.length) }
+        }
+        if rc == 0 {
+            register(EpollEvents.readable)
+            connected()
+        } else if errno == EINPROGRESS {
+            register(EpollEvents.writable)
+        } else {
+            lastError = "connect to \(address): \(String(cString: strerror(errno)))"
+            connectNext()
+        }
+    }
+
+    private func register(_ events: UInt32) {
+        interest = events
+        do {
+            token = try server.reactor.register(fd, events: events, handler: self)
+        } catch {
+            lastError = error.description
+            connectNext()
+        }
+    }
+
+    private func connected() {
+        state = .open
+        deadline = 0
+        candidates = []
+        updateInterest()
+        owner?.peerConnected()
+    }
+
+    private func fail(_ reason: String) {
+        let owner = self.owner
+        close()
+        owner?.peerFailed(reason)
+    }
+
+    // MARK: Events
+
+    func handleEvent(_ events: UInt32) {
+        switch state {
+        case .connecting:
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            if error == 0 {
+                connected()
+            } else {
+                lastError = "connect to \(address): \(String(cString: strerror(error)))"
+                connectNext()
+            }
+        case .open, .finishing, .lingering:
+            if events & EpollEvents.writable != 0 { flush() }
+            if state != .closed, events & (EpollEvents.readable | EpollEvents.hangup | EpollEvents.error) != 0 {
+                readAvailable()
+            }
+        case .resolving, .closed:
+            break
+        }
+    }
+
+    private func readAvailable() {
+        while state != .closed && !readPaused && !peerFinished {
+            if state == .lingering {
+                var scratch = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+                let n = withUnsafeMutableBytes(of: &scratch) { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 { continue }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+                close()
+                return
+            }
+            let room = server.limits.peerBufferBytes - inbox.count
+            guard room > 0 else {
+                // The framing function left a full buffer unframed: the owner decides (1009).
+                owner?.peerBufferFull()
+                return
+            }
+            let tail = inbox.writableTail(minimum: isDatagram ? 65536 : min(server.limits.readChunk, room))
+            let want = isDatagram ? tail.count : min(tail.count, room)
+            let n = read(fd, tail.baseAddress, want)
+            if n > 0 {
+                inbox.commit(n)
+                owner?.peerReceived(lastRead: n)
+                if !isDatagram && n < want { return }
+            } else if n == 0 && !isDatagram {
+                peerFinished = true
+                updateInterest()
+                owner?.peerEnded()
+                if owner == nil && outbox.isEmpty { close() }
+                return
+            } else if n == 0 {
+                continue  // an empty datagram: nothing to frame
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                return
+            } else {
+                fail("\(SystemError("read"))")
+                return
+            }
+        }
+    }
+
+    // MARK: Sending
+
+    /// Client payload for a stream peer: written now when possible, queued otherwise.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0, state == .open || state == .finishing else { return }
+        var written = 0
+        if outbox.isEmpty {
+            while written < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + written, bytes.count - written)
+                if n > 0 { written += n; continue }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
+                fail("\(SystemError("write"))")
+                return
+            }
+        }
+        if written < bytes.count {
+            outbox.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
+            updateInterest()
+        }
+    }
+
+    /// Part of a client message for a datagram peer; the message goes out as one datagram at its end.
+    /// False when the message cannot fit a datagram.
+    func appendDatagram(_ bytes: UnsafeRawBufferPointer, messageEnd: Bool) -> Bool {
+        if case .udp = address, datagram.count + bytes.count > Self.udpDatagramLimit { return false }
+        if messageEnd && datagram.isEmpty {
+            return sendDatagram(bytes)
+        }
+        datagram.append(bytes)
+        guard messageEnd else { return true }
+        let ok = sendDatagram(UnsafeRawBufferPointer(datagram.readable))
+        datagram.removeAll()
+        datagram.releaseIfEmpty()
+        return ok
+    }
+
+    private func sendDatagram(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard state == .open || state == .finishing else { return true }
+        if outbox.isEmpty {
+            while true {
+                let n = send(fd, bytes.baseAddress, bytes.count, 0)
+                if n >= 0 { return true }
+                if errno == EINTR { continue }
+                if errno == EMSGSIZE { return false }
+                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+                fail("\(SystemError("send"))")
+                return true
+            }
+        }
+        var length = UInt32(bytes.count)
+        withUnsafeBytes(of: &length) { outbox.append($0) }
+        outbox.append(bytes)
+        updateInterest()
+        return true
+    }
+
+    /// Sends what is queued; tells the owner when the queue fell below its low-water mark.
+    private func flush() {
+        while !outbox.isEmpty {
+            let pending = outbox.readable
+            let n: Int
+            let consumed: Int
+            if isDatagram {
+                let length = Int(pending.loadUnaligned(as: UInt32.self))
+                n = send(fd, pending.baseAddress! + 4, length, 0)
+                consumed = 4 + length
+            } else {
+                n = Glibc.write(fd, pending.baseAddress, pending.count)
+                consumed = n
+            }
+            if n >= 0 {
+                outbox.consume(consumed)
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                break
+            } else {
+                fail("\(SystemError(isDatagram ? "send" : "write"))")
+                return
+            }
+        }
+        if outbox.isEmpty && outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
+        if state == .finishing && outbox.isEmpty {
+            halfClose()
+            return
+        }
+        updateInterest()
+        if outbox.count <= server.limits.outboxLowWater { owner?.peerDrained() }
+    }
+
+    var queuedBytes: Int { outbox.count }
+
+    // MARK: Ending
+
+    /// The client side is done: flush what is queued, half-close, read until the peer closes.
+    func finish() {
+        owner = nil
+        readPaused = false
+        switch state {
+        case .resolving, .connecting:
+            close()
+        case .open:
+            state = .finishing
+            deadline = server.now + server.limits.closeTimeoutMilliseconds
+            if outbox.isEmpty { halfClose() } else { updateInterest() }
+        case .finishing, .lingering, .closed:
+            break
+        }
+    }
+
+    private func halfClose() {
+        if isDatagram || peerFinished {
+            close()
+            return
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        state = .lingering
+        inbox.removeAll()
+        inbox.releaseIfEmpty()
+        updateInterest()
+    }
+
+    /// Closes the socket now and frees its buffers.
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        closeSocket()
+        owner = nil
+        inbox.removeAll()
+        inbox.releaseIfEmpty()
+        outbox.removeAll()
+        outbox.releaseIfEmpty()
+        datagram.removeAll()
+        datagram.releaseIfEmpty()
+        server.peerClosed(self)
+    }
+
+    private func closeSocket() {
+        if let token { server.reactor.unregister(token) }
+        token = nil
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    func updateInterest() {
+        guard let token, state != .closed else { return }
+        var wanted: UInt32 = 0
+        if !readPaused && !peerFinished { wanted |= EpollEvents.readable }
+        if !outbox.isEmpty { wanted |= EpollEvents.writable }
+        if wanted != interest {
+            interest = wanted
+            server.reactor.modify(fd, token: token, events: wanted)
+        }
+    }
+
+    func pauseReading() {
+        guard !readPaused else { return }
+        readPaused = true
+        updateInterest()
+    }
+
+    func resumeReading() {
+        guard readPaused else { return }
+        readPaused = false
+        updateInterest()
+    }
+}
