@@ -6,7 +6,7 @@ VENV     := .venv
 RELEASE  := .build/release/websocksy
 CONFIGS  := $(wildcard config/*.cfg)
 
-.PHONY: all build test unit-test integration-test run install clean
+.PHONY: all build test unit-test integration-test run bench install clean
 
 all: build
 
@@ -27,6 +27,9 @@ unit-test:
 
 integration-test: build $(VENV)/.installed
 	WEBSOCKSY_BIN=$(CURDIR)/$(RELEASE) $(VENV)/bin/python -m pytest -q Tests/integration
+
+bench: build
+	bench/run.sh
 
 run: build
 	./$(RELEASE) config/echo.cfg
