@@ -138,3 +138,13 @@ import Testing
         #expect(count == 4010)
     }
 }
+
+@Suite struct ExampleConfigTests {
+    /// Every file users are told to copy must load and configure its backend.
+    @Test(arguments: ["config/echo.cfg", "config/vnc.cfg", "config/lines.cfg"])
+    func exampleLoads(_ path: String) throws {
+        var c = Configuration()
+        try IniFile.load(path: path, into: &c)
+        _ = try BackendFactory.make(c)
+    }
+}
