@@ -1,18 +1,50 @@
 # websocksy — build, test, run, install.
-PREFIX   ?= /usr/local
-SWIFT    ?= swift
-PYTHON   ?= python3
-VENV     := .venv
-RELEASE  := .build/release/websocksy
-CONFIGS  := $(wildcard config/*.cfg)
+PREFIX    ?= /usr/local
+SWIFT     ?= swift
+PYTHON    ?= python3
+CC        ?= cc
+VENV      := .venv
+BINDIR    := .build/release
+RELEASE   := $(BINDIR)/websocksy
+# Plugins go beside the binary, where a checkout's ./websocksy finds them without flags.
+PLUGINDIR := $(BINDIR)/plugins
+TESTPLUGINDIR := .build/test-plugins
+INSTALL_PLUGINDIR := $(PREFIX)/lib/websocksy
+HEADER    := Sources/CWebsocksy/include/websocksy.h
+PLUGIN_CFLAGS := -std=c11 -O2 -fPIC -shared -Wall -Wextra -Wpedantic -Werror -I Sources/CWebsocksy/include
+PLUGINS   := $(patsubst Plugins-C/%.c,$(PLUGINDIR)/%.so,$(wildcard Plugins-C/*.c))
+TESTPLUGINS := $(patsubst Tests/plugins/%.c,$(TESTPLUGINDIR)/%.so,$(wildcard Tests/plugins/*.c)) \
+               $(patsubst Plugins-C/%.c,$(TESTPLUGINDIR)/%.so,$(wildcard Plugins-C/*.c))
+CONFIGS   := $(wildcard config/*.cfg)
 
-.PHONY: all build test unit-test integration-test run bench install clean
+.PHONY: all build plugins test unit-test integration-test header-check run bench install clean
 
-all: build
+all: build plugins
 
 build:
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release -Xcc '-DWEBSOCKSY_PLUGIN_DIR="$(INSTALL_PLUGINDIR)"'
 	ln -sf $(RELEASE) websocksy
+
+plugins: build $(PLUGINS)
+
+$(PLUGINDIR)/%.so: Plugins-C/%.c $(HEADER)
+	@mkdir -p $(PLUGINDIR)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+$(TESTPLUGINDIR)/%.so: Tests/plugins/%.c $(HEADER)
+	@mkdir -p $(TESTPLUGINDIR)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+$(TESTPLUGINDIR)/%.so: Plugins-C/%.c $(HEADER)
+	@mkdir -p $(TESTPLUGINDIR)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+# The public header must stand alone in C99 and C11 (and C++) without warnings.
+header-check:
+	for std in c99 c11; do \
+		$(CC) -std=$$std -Wall -Wextra -Wpedantic -Werror -fsyntax-only -x c $(HEADER) || exit 1; \
+	done
+	if command -v c++ >/dev/null; then c++ -Wall -Wextra -Werror -fsyntax-only -x c++ $(HEADER); fi
 
 # The independent test client (Python websockets) lives in a virtualenv made here.
 $(VENV)/.installed: Tests/integration/requirements.txt
@@ -20,25 +52,30 @@ $(VENV)/.installed: Tests/integration/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r Tests/integration/requirements.txt
 	touch $@
 
-test: unit-test integration-test
+test: header-check unit-test integration-test
 
 unit-test:
 	$(SWIFT) test
 
-integration-test: build $(VENV)/.installed
-	WEBSOCKSY_BIN=$(CURDIR)/$(RELEASE) $(VENV)/bin/python -m pytest -q Tests/integration
+integration-test: build plugins $(TESTPLUGINS) $(VENV)/.installed
+	WEBSOCKSY_BIN=$(CURDIR)/$(RELEASE) WEBSOCKSY_TEST_PLUGINS=$(CURDIR)/$(TESTPLUGINDIR) \
+		$(VENV)/bin/python -m pytest -q Tests/integration
+
+run: build plugins
+	./$(RELEASE) config/echo.cfg
 
 bench: build
 	bench/run.sh
 
-run: build
-	./$(RELEASE) config/echo.cfg
-
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/websocksy
+install: build plugins
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/websocksy \
+		$(DESTDIR)$(INSTALL_PLUGINDIR) $(DESTDIR)$(PREFIX)/share/websocksy
 	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/websocksy
-	install -m 644 Sources/CWebsocksy/include/websocksy.h $(DESTDIR)$(PREFIX)/include/websocksy.h
-	install -m 644 $(CONFIGS) $(DESTDIR)$(PREFIX)/share/websocksy/
+	install -m 644 $(PLUGINS) $(DESTDIR)$(INSTALL_PLUGINDIR)/
+	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/websocksy.h
+	# A copy one level down, so plugins that include "../websocksy.h" build with -I$(PREFIX)/include/websocksy.
+	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/websocksy/websocksy.h
+	install -m 644 $(CONFIGS) Plugins-C/*.md $(DESTDIR)$(PREFIX)/share/websocksy/
 
 clean:
 	rm -rf .build $(VENV) websocksy

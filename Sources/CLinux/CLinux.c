@@ -7,6 +7,12 @@
 #include <unistd.h>
 #include "CLinux.h"
 
+#ifndef WEBSOCKSY_PLUGIN_DIR
+#define WEBSOCKSY_PLUGIN_DIR "/usr/local/lib/websocksy"
+#endif
+
+const char *clinux_default_plugin_dir(void) { return WEBSOCKSY_PLUGIN_DIR; }
+
 int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     return accept4(fd, address, length, flags);
 }

@@ -21,7 +21,10 @@ case .run(let configuration):
     let descriptors = ProcessSetup.raiseDescriptorLimit()
     let server: Server
     do {
-        server = try Server(configuration: configuration)
+        let plugins = PluginDirectory.resolve(configured: configuration.pluginDirectory)
+        let framings = try FramingPlugins.loadAll(from: plugins)
+        if framings > 0 { Log.info("loaded \(framings) framing plugin(s) from \(plugins.path)") }
+        server = try Server(configuration: configuration, pluginDirectory: plugins.path)
     } catch {
         Log.writeStderr("websocksy: \(error)\n")
         exit(2)

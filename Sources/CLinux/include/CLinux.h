@@ -49,6 +49,12 @@ void clinux_resolve_free(struct clinux_resolve *request);
 const char *clinux_gai_strerror(int code);
 int clinux_eai_inprogress(void);
 
+/* The plugin directory chosen at build time (-DWEBSOCKSY_PLUGIN_DIR=...), see the Makefile. */
+const char *clinux_default_plugin_dir(void);
+
+/* dlopen/dlsym flags are macros with values Swift does not import everywhere. */
+static inline int clinux_rtld_now_local(void) { return RTLD_NOW | RTLD_LOCAL; }
+
 /* accept4 is a GNU extension that Swift's Glibc module does not show; defined in CLinux.c. */
 int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 #endif

@@ -6,6 +6,7 @@
  */
 #ifndef WEBSOCKSY_HEADER_INCLUDED
 #define WEBSOCKSY_HEADER_INCLUDED
+#include <ctype.h> /* websocksy's own file backend uses isprint() without including it */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ typedef struct /*_ws_http_header*/ {
  *
  * `*framing_data` belongs to the function, one pointer per connection, initially NULL. When the
  * connection ends and it is not NULL, the function is called once more with `data == NULL` so it
- * can free it. `config` is the framing configuration string of the peer (may be NULL).
+ * can free it. `config` is the peer's framing configuration, "" when none is set (never NULL).
  */
 typedef int64_t (*ws_framing)(uint8_t* data, size_t length, size_t last_read, ws_operation* opcode, void** framing_data, const char* config);
 

@@ -8,6 +8,12 @@ public protocol Backend: AnyObject {
     func validate() throws(BackendError)
     /// Picks the peer for one validated request, or refuses it with an HTTP status.
     func query(_ request: HandshakeRequest) -> BackendAnswer
+    /// Releases what the backend holds (a plugin's `cleanup`); called once, before it is dropped.
+    func shutdown()
+}
+
+extension Backend {
+    public func shutdown() {}
 }
 
 public struct BackendError: Error, CustomStringConvertible, Sendable {
@@ -38,27 +44,40 @@ public struct PeerChoice {
 }
 
 /// Creates the backend a configuration names, applies its options in order and validates it.
+/// Backends selected earlier and replaced by a later `-b` are loaded, configured and cleaned up in
+/// turn first, as websocksy does: their options are still checked.
 public enum BackendFactory {
-    public static func make(_ config: Configuration) throws(ConfigError) -> Backend {
-        let backend: Backend
-        switch config.backend {
-        case "defaultpeer": backend = DefaultPeerBackend()
-        default:
-            throw ConfigError(config.backendOrigin?.description ?? "configuration",
-                              "unknown backend '\(config.backend)' (built in: defaultpeer)")
+    public static func make(_ config: Configuration, pluginDirectory: String = PluginDirectory.resolve(configured: nil).path) throws(ConfigError) -> Backend {
+        for replaced in config.replacedBackends {
+            let backend = try load(replaced.name, origin: replaced.origin, pluginDirectory: pluginDirectory)
+            try configure(backend, replaced.name, replaced.options)
+            backend.shutdown()
         }
-        for option in config.backendOptions {
-            do throws(BackendError) {
-                try backend.configure(key: option.key, value: option.value)
-            } catch {
-                throw ConfigError(option.origin.description, "backend \(config.backend): \(error)")
-            }
-        }
+        let backend = try load(config.backend, origin: config.backendOrigin, pluginDirectory: pluginDirectory)
+        try configure(backend, config.backend, config.backendOptions)
         do throws(BackendError) {
             try backend.validate()
         } catch {
             throw ConfigError("backend \(config.backend)", error.description)
         }
         return backend
+    }
+
+    private static func load(_ name: String, origin: SettingOrigin?, pluginDirectory: String) throws(ConfigError) -> Backend {
+        if name == Configuration.defaultBackend { return DefaultPeerBackend() }
+        guard !name.contains("/") else {
+            throw ConfigError(origin?.description ?? "configuration", "backend name '\(name)' must not contain '/'")
+        }
+        return try PluginBackend(name: name, directory: pluginDirectory)
+    }
+
+    private static func configure(_ backend: Backend, _ name: String, _ options: [Configuration.BackendOption]) throws(ConfigError) {
+        for option in options {
+            do throws(BackendError) {
+                try backend.configure(key: option.key, value: option.value)
+            } catch {
+                throw ConfigError(option.origin.description, "backend \(name): \(error)")
+            }
+        }
     }
 }

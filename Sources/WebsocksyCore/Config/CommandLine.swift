@@ -34,6 +34,7 @@ public enum CommandLineParser {
             case "-b", "--backend": try config.setCore("backend", value(for: arg), at: origin)
             case "--max-message": try config.setCore("max-message", value(for: arg), at: origin)
             case "--handshake-timeout": try config.setCore("handshake-timeout", value(for: arg), at: origin)
+            case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
             case "--connect-timeout": try config.setCore("connect-timeout", value(for: arg), at: origin)
             case "--peer-buffer": try config.setCore("peer-buffer", value(for: arg), at: origin)
             case "-c", "--config":
@@ -71,6 +72,8 @@ public enum CommandLineParser {
                             a ping is closed (default \(Configuration.defaultPing), 0 = off)
       -b, --backend NAME    peer discovery backend (default \(Configuration.defaultBackend)); drops the
                             backend options given before it
+          --plugins DIR     where plugins are loaded from (default: WEBSOCKSY_PLUGINS, else
+                            plugins/ beside the executable, else the build's lib/websocksy)
       -c, --config KEY=VALUE
                             option for the backend selected so far (repeatable, applied in order)
           --max-message SIZE
@@ -101,6 +104,6 @@ public enum CommandLineParser {
                             * = the first offered, NAME = NAME when offered
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
-    connect-timeout, peer-buffer, backend.
+    connect-timeout, peer-buffer, plugins, backend.
     """
 }

@@ -31,6 +31,10 @@ public struct Configuration: Sendable {
     public var backendOrigin: SettingOrigin?
     /// Options for `backend`, in order. Selecting another backend drops them (as websocksy does).
     public var backendOptions: [BackendOption] = []
+    /// Backends selected before the current one, with their options, in order.
+    public var replacedBackends: [(name: String, origin: SettingOrigin?, options: [BackendOption])] = []
+    /// `plugins =` / `--plugins`: where plugins are loaded from (see `PluginDirectory`).
+    public var pluginDirectory: String?
     public var logLevel: LogLevel = .info
 
     public init() {}
@@ -58,6 +62,9 @@ public struct Configuration: Sendable {
                 throw ConfigError(origin.description, "peer-buffer must be a size from 4k to 1G, not '\(value)'")
             }
             peerBuffer = n
+        case "plugins":
+            guard !value.isEmpty else { throw ConfigError(origin.description, "plugins needs a directory") }
+            pluginDirectory = value
         case "max-message":
             guard let n = ByteSize.parse(value), n >= 125 else {
                 throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")
@@ -65,6 +72,9 @@ public struct Configuration: Sendable {
             maxMessage = n
         case "backend":
             guard !value.isEmpty else { throw ConfigError(origin.description, "backend needs a name") }
+            if backendOrigin != nil || !backendOptions.isEmpty {
+                replacedBackends.append((backend, backendOrigin, backendOptions))
+            }
             backend = value
             backendOrigin = origin
             backendOptions.removeAll()

@@ -11,24 +11,31 @@ final class PeerFramer {
     }
 
     private let function: ws_framing
-    private let config: FramingConfig?
+    /// Kept alive while `configPointer` is in use.
+    private let config: FramingConfig
+    private let configPointer: UnsafeMutablePointer<CChar>
     private var state: UnsafeMutableRawPointer?
+
+    /// Plugins written for websocksy read the configuration without a NULL check, so "no
+    /// configuration" is passed as an empty string.
+    private static let empty = FramingConfig("")
 
     init(function: ws_framing, config: FramingConfig?) {
         self.function = function
-        self.config = config
+        self.config = config ?? Self.empty
+        self.configPointer = self.config.pointer
     }
 
     deinit {
         if state != nil {
             var opcode = ws_frame_binary
-            _ = function(nil, 0, 0, &opcode, &state, config?.pointer)
+            _ = function(nil, 0, 0, &opcode, &state, configPointer)
         }
     }
 
     func next(_ data: UnsafeMutableRawBufferPointer, lastRead: Int) -> Step {
         var opcode = ws_frame_binary
-        let n = function(data.baseAddress!.assumingMemoryBound(to: UInt8.self), data.count, lastRead, &opcode, &state, config?.pointer)
+        let n = function(data.baseAddress!.assumingMemoryBound(to: UInt8.self), data.count, lastRead, &opcode, &state, configPointer)
         if n == 0 { return .needMore }
         guard n > 0 else { return .failed("the framing function reported an error (\(n))") }
         guard n <= data.count else { return .failed("the framing function claimed \(n) of \(data.count) bytes") }

@@ -21,14 +21,14 @@ public final class Server {
     public var listeningAddress: String { listener?.boundDescription ?? "" }
     public var connectionCount: Int { connections.count }
 
-    public init(configuration: Configuration) throws(ConfigError) {
+    public init(configuration: Configuration, pluginDirectory: String) throws(ConfigError) {
         do {
             reactor = try Reactor()
             resolver = try Resolver(reactor: reactor)
         } catch {
             throw ConfigError("start-up", error.description)
         }
-        backend = try BackendFactory.make(configuration)
+        backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
         let listener = try Listener(host: configuration.listen, port: configuration.port) { [unowned self] fd, address in
             self.accepted(fd, address)
@@ -61,6 +61,7 @@ public final class Server {
         }
         for connection in connections { connection.destroy() }
         for peer in detachedPeers { peer.close() }
+        backend.shutdown()
         Log.info("stopped")
     }
 

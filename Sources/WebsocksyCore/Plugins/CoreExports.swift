@@ -1,0 +1,39 @@
+import CWebsocksy
+import Glibc
+
+// The core API of websocksy.h, exported from the executable (linked with --export-dynamic) so that
+// plugins loaded with dlopen resolve these symbols against it.
+
+/// Registers a framing function; a name registered twice replaces the older one (logged).
+@_cdecl("core_register_framing")
+public func core_register_framing(_ name: UnsafeMutablePointer<CChar>?, _ function: ws_framing?) -> Int32 {
+    guard let name, let function else {
+        Log.error("core_register_framing: a name and a function are required")
+        return 1
+    }
+    let key = String(cString: name)
+    if FramingRegistry.register(key, function) {
+        Log.info("framing '\(key)' registered again: the newer one replaces the older")
+    } else {
+        Log.debug("framing '\(key)' registered")
+    }
+    return 0
+}
+
+/// The framing function registered as `name`, `auto` for NULL, NULL for an unknown name.
+@_cdecl("core_framing")
+public func core_framing(_ name: UnsafeMutablePointer<CChar>?) -> ws_framing? {
+    FramingRegistry.lookup(name.map { String(cString: $0) })
+}
+
+/// Lower-cases an ASCII string in place (websocksy exports this helper to its plugins).
+@_cdecl("xstr_lower")
+public func xstr_lower(_ text: UnsafeMutablePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
+    guard let text else { return nil }
+    var p = text
+    while p.pointee != 0 {
+        if p.pointee >= 0x41 && p.pointee <= 0x5A { p.pointee |= 0x20 }
+        p += 1
+    }
+    return text
+}
