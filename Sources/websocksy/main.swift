@@ -20,15 +20,16 @@ case .run(let configuration):
     ProcessSetup.ignoreSIGPIPE()
     let descriptors = ProcessSetup.raiseDescriptorLimit()
     let server: Server
+    let plugins = PluginDirectory.resolve(configured: configuration.pluginDirectory)
+    let framingPlugins: Int
     do {
-        let plugins = PluginDirectory.resolve(configured: configuration.pluginDirectory)
-        let framings = try FramingPlugins.loadAll(from: plugins)
-        if framings > 0 { Log.info("loaded \(framings) framing plugin(s) from \(plugins.path)") }
+        framingPlugins = try FramingPlugins.loadAll(from: plugins)
         server = try Server(configuration: configuration, pluginDirectory: plugins.path)
     } catch {
         Log.writeStderr("websocksy: \(error)\n")
         exit(2)
     }
-    Log.info("websocksy \(Version.string) listening on \(server.listeningAddress) (backend \(configuration.backend), \(descriptors) descriptors)")
+    Log.info("websocksy \(Version.string) listening on \(server.listeningAddress) (backend \(configuration.backend), "
+             + "\(framingPlugins) framing plugin(s) from \(plugins.path), \(descriptors) descriptors)")
     server.run()
 }

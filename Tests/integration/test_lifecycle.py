@@ -76,7 +76,7 @@ def run_binary(*args, cwd=None):
     (["-p"], "-p needs a value"),
     (["-p", "99999"], "port must be"),
     (["-c", "host=echo://", "-c", "colour=red"], "unknown option 'colour'"),
-    (["-b", "nosuch"], "unknown backend 'nosuch'"),
+    (["-b", "nosuch"], "backend_nosuch.so: cannot load backend"),
     ([], "no peer configured"),
     (["-c", "host=gopher://x"], "unsupported peer scheme"),
 ])
