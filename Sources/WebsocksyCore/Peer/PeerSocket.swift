@@ -7,7 +7,7 @@ import Glibc
 /// and reads into a buffer the connection's framing function cuts into messages. When the client side
 /// ends, the connection detaches it with `finish()`: it then flushes what is queued, half-closes, and
 /// reads until the peer closes too, so no accepted byte is lost to a reset.
-final class PeerSocket: EventHandler {
+final class PeerSocket: EventHandler, ListMember {
     enum State { case resolving, connecting, open, finishing, lingering, closed }
 
     unowned let server: Server
@@ -32,7 +32,7 @@ final class PeerSocket: EventHandler {
     private(set) var peerFinished = false
     var deadline: Int64 = 0
     /// Position in the server's list of detached peers.
-    var detachedIndex = -1
+    var listIndex = -1
 
     /// Largest UDP payload (IPv4: 65535 - 8 - 20).
     static let udpDatagramLimit = 65507

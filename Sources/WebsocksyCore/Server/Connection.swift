@@ -8,7 +8,7 @@ import Glibc
 /// Close and wait for the client's) → `draining` (flushing what is queued, then half-closing) →
 /// `lingering` (reading until the client closes too, so unread input never turns our close into a
 /// reset that could destroy the Close frame in flight) → `closed`.
-final class Connection: EventHandler {
+final class Connection: EventHandler, ListMember {
     enum State { case handshake, connectingPeer, open, closing, draining, lingering, closed }
 
     unowned let server: Server
@@ -16,8 +16,7 @@ final class Connection: EventHandler {
     let clientAddress: String
     var token: Reactor.Token?
     var state = State.handshake
-    /// Position in the server's connection list, for O(1) removal.
-    var index = -1
+    var listIndex = -1
 
     /// Bytes from the client not yet decoded (a partial header, or input held back by backpressure).
     var inbox = ByteBuffer()

@@ -9,9 +9,9 @@ public final class Server {
     let limits: Limits
     let resolver: Resolver
     private var listener: Listener?
-    private var connections: [Connection] = []
+    private var connections = MemberList<Connection>()
     /// Peers whose client side has ended and that are still flushing to the peer.
-    private var detachedPeers: [PeerSocket] = []
+    private var detachedPeers = MemberList<PeerSocket>()
     private var signals: SignalSource?
     /// Monotonic time of the current loop turn (ms).
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
@@ -59,8 +59,8 @@ public final class Server {
                 break
             }
         }
-        for connection in connections { connection.destroy() }
-        for peer in detachedPeers { peer.close() }
+        for connection in connections.snapshot { connection.destroy() }
+        for peer in detachedPeers.snapshot { peer.close() }
         backend.shutdown()
         Log.info("stopped")
     }
@@ -76,51 +76,29 @@ public final class Server {
             close(fd)
             return
         }
-        connection.index = connections.count
         connections.append(connection)
         Log.trace("\(connection.clientAddress): accepted")
     }
 
     func connectionClosed(_ connection: Connection) {
-        let i = connection.index
-        guard i >= 0, i < connections.count, connections[i] === connection else { return }
-        let last = connections.removeLast()
-        if last !== connection {
-            connections[i] = last
-            last.index = i
-        }
-        connection.index = -1
+        connections.remove(connection)
     }
 
     /// Keeps a peer that is finishing on its own in view of the sweep until it closes.
     func adoptDetached(_ peer: PeerSocket) {
-        guard peer.state != .closed, peer.detachedIndex < 0 else { return }
-        peer.detachedIndex = detachedPeers.count
+        guard peer.state != .closed else { return }
         detachedPeers.append(peer)
     }
 
     func peerClosed(_ peer: PeerSocket) {
-        let i = peer.detachedIndex
-        guard i >= 0, i < detachedPeers.count, detachedPeers[i] === peer else { return }
-        let last = detachedPeers.removeLast()
-        if last !== peer {
-            detachedPeers[i] = last
-            last.detachedIndex = i
-        }
-        peer.detachedIndex = -1
+        detachedPeers.remove(peer)
     }
 
     /// Deadlines and keepalive. A linear pass: at a few hundred nanoseconds per connection, even tens
     /// of thousands cost well under a millisecond, four times a second.
     private func sweep() {
-        var i = 0
-        while i < connections.count {
-            let c = connections[i]
-            c.sweep(now: now)
-            // A destroyed connection was swapped out: look at index i again.
-            if i < connections.count && connections[i] === c { i += 1 }
-        }
-        for peer in detachedPeers where peer.deadline != 0 && now >= peer.deadline {
+        for connection in connections.snapshot { connection.sweep(now: now) }
+        for peer in detachedPeers.snapshot where peer.deadline != 0 && now >= peer.deadline {
             Log.debug("peer \(peer.address) did not finish in time")
             peer.close()
         }
@@ -129,14 +107,14 @@ public final class Server {
     private func signalReceived(_ signo: Int32) {
         if shutdownDeadline != nil {
             Log.info("second signal: exiting now")
-            for connection in connections { connection.destroy() }
+            for connection in connections.snapshot { connection.destroy() }
             exit(0)
         }
         Log.info("signal \(signo): closing \(connections.count) connection(s) and stopping")
         shutdownDeadline = now + limits.shutdownTimeoutMilliseconds
         listener?.stop(reactor)
         listener = nil
-        for connection in connections {
+        for connection in connections.snapshot {
             switch connection.state {
             case .handshake: connection.destroy()
             case .open: connection.initiateClose(.goingAway, reason: "server shutting down")
