@@ -13,6 +13,9 @@ public final class PluginBackend: Backend {
     /// Option strings handed to `configure`; a plugin may keep the pointers, so they live as long as it.
     private var optionStrings: [UnsafeMutablePointer<CChar>] = []
     private var warnedNoScheme = false
+    /// What `query` gets as its `websocket*`: the type is opaque to plugins (API 1 exposes no
+    /// accessor), so a zeroed block stands in for it; nothing behind it is ever read by the core.
+    nonisolated(unsafe) private static let opaqueConnection = OpaquePointer(calloc(1, 64))
     private var cleanedUp = false
 
     public init(name: String, directory: String) throws(ConfigError) {
@@ -58,10 +61,9 @@ public final class PluginBackend: Backend {
             protocols.forEach { free($0) }
             headers.forEach { free($0.tag); free($0.value) }
         }
-        let opaque = OpaquePointer(bitPattern: 0x1)  // websocket* is opaque; nothing is reachable through it
         let info = protocols.withUnsafeMutableBufferPointer { p in
             headers.withUnsafeMutableBufferPointer { h in
-                queryFunction(endpoint, p.count, p.baseAddress, h.count, h.baseAddress, opaque)
+                queryFunction(endpoint, p.count, p.baseAddress, h.count, h.baseAddress, Self.opaqueConnection)
             }
         }
         defer {
