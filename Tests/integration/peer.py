@@ -4,7 +4,8 @@
 
 Modes: echo (send back what arrives), sink (read to EOF, then print "SHA256 <hex> <bytes>"),
 script (send each chunk of ARG, a Python literal list of bytes, 50 ms apart, then close),
-flood (send ARG bytes of "z"), hold (accept and never read). Prints "READY <address>" once listening.
+flood (send ARG bytes of "z"), hold (accept and never read),
+tls-echo (echo over TLS; ARG is CERT:KEY). Prints "READY <address>" once listening.
 """
 import ast
 import hashlib
@@ -79,8 +80,21 @@ def main():
             elif mode == "script":
                 for chunk in ast.literal_eval(arg):
                     s.sendto(chunk, sender)
+    tls = None
+    if mode == "tls-echo":
+        import ssl
+        certificate, key = arg.split(":")
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(certificate, key)
+        mode = "echo"
     while True:
         conn, _ = s.accept()
+        if tls:
+            try:
+                conn = tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                continue
         threading.Thread(target=serve_stream, args=(conn, mode, arg), daemon=True).start()
 
 

@@ -35,6 +35,10 @@ public enum CommandLineParser {
             case "--max-message": try config.setCore("max-message", value(for: arg), at: origin)
             case "--handshake-timeout": try config.setCore("handshake-timeout", value(for: arg), at: origin)
             case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
+            case "--tls-cert", "--tls-key", "--tls-priority", "--tls-ca", "--peer-tls-ca", "--peer-tls-verify":
+                try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
+            case "--tls-only", "--tls-verify-client":
+                try config.setCore(String(arg.dropFirst(2)), "yes", at: origin)
             case "--connect-timeout": try config.setCore("connect-timeout", value(for: arg), at: origin)
             case "--peer-buffer": try config.setCore("peer-buffer", value(for: arg), at: origin)
             case "-c", "--config":
@@ -87,12 +91,25 @@ public enum CommandLineParser {
           --peer-buffer SIZE
                             cap on peer data waiting to be framed (default 1M); a framing
                             function that frames nothing before it is full closes with 1009
+          --tls-cert FILE   PEM certificate (and chain) for wss://; plain and TLS clients then
+                            share the port, told apart by their first byte
+          --tls-key FILE    PEM private key (default: read from the certificate file)
+          --tls-only        refuse plain (non-TLS) connections
+          --tls-priority STRING
+                            GnuTLS priority string (default: TLS 1.2 and 1.3 only)
+          --tls-ca FILE     CA certificates for client certificates
+          --tls-verify-client
+                            require a client certificate signed by tls-ca
+          --peer-tls-ca FILE
+                            CA certificates for tls:// peers (default: the system trust store)
+          --peer-tls-verify yes|no
+                            check tls:// peers' certificates and names (default yes)
       -v, --verbose         log more (repeat for more detail)
       -h, --help            show this help
       -V, --version         show the version
 
     defaultpeer backend options (-c KEY=VALUE or the [backend] section):
-      host                  peer address: tcp://HOST[:PORT], udp://HOST[:PORT], unix://PATH,
+      host                  peer address: tcp://HOST[:PORT], tls://HOST[:PORT], udp://HOST[:PORT], unix://PATH,
                             unix-dgram://PATH (@NAME = abstract socket), or echo://, which
                             sends every message back unchanged; [v6] literals in brackets
       port                  peer port when the host has none
@@ -104,6 +121,10 @@ public enum CommandLineParser {
                             * = the first offered, NAME = NAME when offered
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
-    connect-timeout, peer-buffer, plugins, backend.
+    connect-timeout, peer-buffer, plugins, backend, tls-cert, tls-key, tls-only, tls-priority,
+    tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify.
+
+    Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the TLS
+    certificate and key for new connections.
     """
 }

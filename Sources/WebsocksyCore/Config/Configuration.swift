@@ -36,6 +36,19 @@ public struct Configuration: Sendable {
     /// `plugins =` / `--plugins`: where plugins are loaded from (see `PluginDirectory`).
     public var pluginDirectory: String?
     public var logLevel: LogLevel = .info
+    public var tls = TLSSettings()
+
+    /// TLS for the listener (`tls-*`) and for `tls://` peers (`peer-tls-*`).
+    public struct TLSSettings: Sendable {
+        public var certificate: String?
+        public var key: String?
+        public var only = false
+        public var priority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+        public var ca: String?
+        public var verifyClient = false
+        public var peerCA: String?
+        public var peerVerify = true
+    }
 
     public init() {}
 
@@ -65,6 +78,14 @@ public struct Configuration: Sendable {
         case "plugins":
             guard !value.isEmpty else { throw ConfigError(origin.description, "plugins needs a directory") }
             pluginDirectory = value
+        case "tls-cert": tls.certificate = try nonEmpty(key, value, origin)
+        case "tls-key": tls.key = try nonEmpty(key, value, origin)
+        case "tls-only": tls.only = try boolean(key, value, origin)
+        case "tls-priority": tls.priority = try nonEmpty(key, value, origin)
+        case "tls-ca": tls.ca = try nonEmpty(key, value, origin)
+        case "tls-verify-client": tls.verifyClient = try boolean(key, value, origin)
+        case "peer-tls-ca": tls.peerCA = try nonEmpty(key, value, origin)
+        case "peer-tls-verify": tls.peerVerify = try boolean(key, value, origin)
         case "max-message":
             guard let n = ByteSize.parse(value), n >= 125 else {
                 throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")
@@ -80,6 +101,19 @@ public struct Configuration: Sendable {
             backendOptions.removeAll()
         default:
             throw ConfigError(origin.description, "unknown [core] key '\(key)'")
+        }
+    }
+
+    private func nonEmpty(_ key: String, _ value: String, _ origin: SettingOrigin) throws(ConfigError) -> String {
+        guard !value.isEmpty else { throw ConfigError(origin.description, "\(key) needs a value") }
+        return value
+    }
+
+    private func boolean(_ key: String, _ value: String, _ origin: SettingOrigin) throws(ConfigError) -> Bool {
+        switch value.lowercased() {
+        case "yes", "true", "on", "1": return true
+        case "no", "false", "off", "0": return false
+        default: throw ConfigError(origin.description, "\(key) must be yes or no, not '\(value)'")
         }
     }
 

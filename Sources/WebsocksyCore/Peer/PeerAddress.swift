@@ -3,6 +3,8 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
     /// The built-in echo peer: every message goes back to the client with its opcode unchanged.
     case echo
     case tcp(host: String, port: String)
+    /// TCP with a TLS client session (certificate and name verified unless turned off).
+    case tls(host: String, port: String)
     case udp(host: String, port: String)
     /// A Unix stream socket; a path starting with `@` names a Linux abstract socket.
     case unixStream(path: String)
@@ -26,15 +28,19 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
         case "echo":
             guard rest.isEmpty || rest == "/" else { throw PeerAddressError("echo:// takes no address, got '\(text)'") }
             return .echo
-        case "tcp", "udp":
+        case "tcp", "tls", "udp":
             let (host, port) = try splitHostPort(rest, defaultPort: defaultPort, whole: text)
-            return scheme == "tcp" ? .tcp(host: host, port: port) : .udp(host: host, port: port)
+            switch scheme {
+            case "tcp": return .tcp(host: host, port: port)
+            case "tls": return .tls(host: host, port: port)
+            default: return .udp(host: host, port: port)
+            }
         case "unix", "unix-dgram":
             guard !rest.isEmpty else { throw PeerAddressError("'\(text)' has no socket path") }
             guard rest.utf8.count < 108 else { throw PeerAddressError("socket path in '\(text)' is longer than 107 bytes") }
             return scheme == "unix" ? .unixStream(path: String(rest)) : .unixDatagram(path: String(rest))
         default:
-            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, udp, unix, unix-dgram, echo)")
+            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, tls, udp, unix, unix-dgram, echo)")
         }
     }
 
@@ -86,6 +92,7 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .echo: "echo://"
         case .tcp(let h, let p): h.contains(":") ? "tcp://[\(h)]:\(p)" : "tcp://\(h):\(p)"
+        case .tls(let h, let p): h.contains(":") ? "tls://[\(h)]:\(p)" : "tls://\(h):\(p)"
         case .udp(let h, let p): h.contains(":") ? "udp://[\(h)]:\(p)" : "udp://\(h):\(p)"
         case .unixStream(let path): "unix://\(path)"
         case .unixDatagram(let path): "unix-dgram://\(path)"

@@ -8,7 +8,7 @@ import Glibc
 /// ends, the connection detaches it with `finish()`: it then flushes what is queued, half-closes, and
 /// reads until the peer closes too, so no accepted byte is lost to a reset.
 final class PeerSocket: EventHandler, ListMember {
-    enum State { case resolving, connecting, open, finishing, lingering, closed }
+    enum State { case resolving, connecting, tlsHandshake, open, finishing, lingering, closed }
 
     unowned let server: Server
     /// The client connection this peer serves; nil once detached.
@@ -16,6 +16,8 @@ final class PeerSocket: EventHandler, ListMember {
     let address: PeerAddress
     let isDatagram: Bool
     private(set) var fd: Int32 = -1
+    /// The TLS session of a tls:// peer.
+    private var tls: TLSSession?
     private var token: Reactor.Token?
     private(set) var state = State.resolving
     private var candidates: [SocketAddress] = []
@@ -49,7 +51,7 @@ final class PeerSocket: EventHandler, ListMember {
     func start() {
         deadline = server.now + server.limits.connectTimeoutMilliseconds
         switch address {
-        case .tcp(let host, let port), .udp(let host, let port):
+        case .tcp(let host, let port), .tls(let host, let port), .udp(let host, let port):
             let type = isDatagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
             if let numeric = SocketAddress.numeric(host: host, port: port, socketType: type) {
                 candidates = numeric
@@ -109,7 +111,7 @@ final class PeerSocket: EventHandler, ListMember {
         }
         if rc == 0 {
             register(EpollEvents.readable)
-            connected()
+            transportConnected()
         } else if errno == EINPROGRESS {
             register(EpollEvents.writable)
         } else {
@@ -126,6 +128,49 @@ final class PeerSocket: EventHandler, ListMember {
             lastError = error.description
             connectNext()
         }
+    }
+
+    /// The socket is connected: start TLS for tls:// peers, otherwise the peer is ready.
+    private func transportConnected() {
+        guard case .tls(let host, _) = address else {
+            connected()
+            return
+        }
+        let credentials: TLSCredentials
+        do throws(TLSError) {
+            credentials = try server.tls.peerCredentialsForUse()
+        } catch {
+            fail(error.description)
+            return
+        }
+        guard let session = TLSSession.client(fd: fd, host: host, credentials: credentials,
+                                              priority: server.tls.peerPriority, verify: server.tls.verifyPeers) else {
+            fail("cannot start a TLS session")
+            return
+        }
+        tls = session
+        state = .tlsHandshake
+        continueTLSHandshake()
+    }
+
+    private func continueTLSHandshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .done:
+            connected()
+        case .wantRead:
+            setInterest(EpollEvents.readable)
+        case .wantWrite:
+            setInterest(EpollEvents.writable)
+        case .failed(let why):
+            fail("TLS handshake with \(address) failed: \(why)")
+        }
+    }
+
+    private func setInterest(_ events: UInt32) {
+        guard let token, events != interest else { return }
+        interest = events
+        server.reactor.modify(fd, token: token, events: events)
     }
 
     private func connected() {
@@ -151,11 +196,13 @@ final class PeerSocket: EventHandler, ListMember {
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
             if error == 0 {
-                connected()
+                transportConnected()
             } else {
                 lastError = "connect to \(address): \(String(cString: strerror(error)))"
                 connectNext()
             }
+        case .tlsHandshake:
+            continueTLSHandshake()
         case .open, .finishing, .lingering:
             if events & EpollEvents.writable != 0 { flush() }
             if state != .closed, events & (EpollEvents.readable | EpollEvents.hangup | EpollEvents.error) != 0 {
@@ -184,25 +231,23 @@ final class PeerSocket: EventHandler, ListMember {
             }
             let tail = inbox.writableTail(minimum: isDatagram ? 65536 : min(server.limits.readChunk, room))
             let want = isDatagram ? tail.count : min(tail.count, room)
-            let n = read(fd, tail.baseAddress, want)
-            if n > 0 {
+            switch SocketIO.read(fd, tls, into: UnsafeMutableRawBufferPointer(rebasing: tail[0..<want])) {
+            case .bytes(let n):
                 inbox.commit(n)
                 owner?.peerReceived(lastRead: n)
-                if !isDatagram && n < want { return }
-            } else if n == 0 && !isDatagram {
+                if !isDatagram && n < want && tls == nil { return }
+            case .eof where isDatagram:
+                continue  // an empty datagram: nothing to frame
+            case .eof:
                 peerFinished = true
                 updateInterest()
                 owner?.peerEnded()
                 if owner == nil && outbox.isEmpty { close() }
                 return
-            } else if n == 0 {
-                continue  // an empty datagram: nothing to frame
-            } else if errno == EINTR {
-                continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+            case .wouldBlock:
                 return
-            } else {
-                fail("\(SystemError("read"))")
+            case .failed(let why):
+                fail(why)
                 return
             }
         }
@@ -214,20 +259,22 @@ final class PeerSocket: EventHandler, ListMember {
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0, state == .open || state == .finishing else { return }
         var written = 0
-        if outbox.isEmpty {
-            while written < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + written, bytes.count - written)
-                if n > 0 { written += n; continue }
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
-                fail("\(SystemError("write"))")
-                return
+        if outbox.isEmpty && tls == nil {
+            writing: while written < bytes.count {
+                switch SocketIO.write(fd, nil, UnsafeRawBufferPointer(rebasing: bytes[written...])) {
+                case .bytes(let n): written += n
+                case .wouldBlock: break writing
+                case .failed(let why):
+                    fail(why)
+                    return
+                }
             }
         }
-        if written < bytes.count {
-            outbox.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
-            updateInterest()
-        }
+        guard written < bytes.count else { return }
+        outbox.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
+        // TLS encrypts from its own buffer: queue first, then write what the socket takes.
+        if tls != nil && !writeQueued() { return }
+        updateInterest()
     }
 
     /// Part of a client message for a datagram peer; the message goes out as one datagram at its end.
@@ -265,31 +312,41 @@ final class PeerSocket: EventHandler, ListMember {
         return true
     }
 
-    /// Sends what is queued; tells the owner when the queue fell below its low-water mark.
-    private func flush() {
+    /// Writes queued bytes or datagrams until the socket takes no more; false when the socket
+    /// failed (and was closed). Only writes: no callbacks, so it is safe while the owner is busy.
+    private func writeQueued() -> Bool {
         while !outbox.isEmpty {
             let pending = outbox.readable
-            let n: Int
-            let consumed: Int
             if isDatagram {
                 let length = Int(pending.loadUnaligned(as: UInt32.self))
-                n = send(fd, pending.baseAddress! + 4, length, 0)
-                consumed = 4 + length
+                let n = send(fd, pending.baseAddress! + 4, length, 0)
+                if n >= 0 {
+                    outbox.consume(4 + length)
+                } else if errno == EINTR {
+                    continue
+                } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                    return true
+                } else {
+                    fail("\(SystemError("send"))")
+                    return false
+                }
             } else {
-                n = Glibc.write(fd, pending.baseAddress, pending.count)
-                consumed = n
-            }
-            if n >= 0 {
-                outbox.consume(consumed)
-            } else if errno == EINTR {
-                continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                break
-            } else {
-                fail("\(SystemError(isDatagram ? "send" : "write"))")
-                return
+                switch SocketIO.write(fd, tls, UnsafeRawBufferPointer(pending)) {
+                case .bytes(let n): outbox.consume(n)
+                case .wouldBlock: return true
+                case .failed(let why):
+                    fail(why)
+                    return false
+                }
             }
         }
+        return true
+    }
+
+    /// The socket is writable: send what is queued, then tell the owner when the queue fell below
+    /// its low-water mark.
+    private func flush() {
+        guard writeQueued() else { return }
         if outbox.isEmpty && outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
         if state == .finishing && outbox.isEmpty {
             halfClose()
@@ -308,7 +365,7 @@ final class PeerSocket: EventHandler, ListMember {
         owner = nil
         readPaused = false
         switch state {
-        case .resolving, .connecting:
+        case .resolving, .connecting, .tlsHandshake:
             close()
         case .open:
             state = .finishing
@@ -324,6 +381,7 @@ final class PeerSocket: EventHandler, ListMember {
             close()
             return
         }
+        tls?.sendCloseNotify()
         shutdown(fd, Int32(SHUT_WR))
         state = .lingering
         inbox.removeAll()
@@ -347,6 +405,7 @@ final class PeerSocket: EventHandler, ListMember {
     }
 
     private func closeSocket() {
+        tls = nil
         if let token { server.reactor.unregister(token) }
         token = nil
         if fd >= 0 { Glibc.close(fd) }
@@ -374,5 +433,7 @@ final class PeerSocket: EventHandler, ListMember {
         guard readPaused else { return }
         readPaused = false
         updateInterest()
+        // Decrypted bytes GnuTLS already holds would never be announced by epoll.
+        if tls?.hasPendingData == true { readAvailable() }
     }
 }

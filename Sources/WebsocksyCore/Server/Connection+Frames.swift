@@ -82,6 +82,7 @@ extension Connection {
             destroy()
             return
         }
+        tls?.sendCloseNotify()
         shutdown(fd, Int32(SHUT_WR))
         state = .lingering
         readPaused = false

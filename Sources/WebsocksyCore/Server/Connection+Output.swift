@@ -29,6 +29,13 @@ extension Connection {
 
     /// Writes `first` then `second`, queueing whatever the socket does not take now.
     private func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) {
+        if tls != nil {
+            // TLS encrypts from a buffer of its own anyway: queue, then write what the socket takes.
+            outbox.append(first)
+            outbox.append(second)
+            if writeOutbox() { updateInterest() }
+            return
+        }
         var written = 0
         if outbox.isEmpty {
             var vectors = (
@@ -56,23 +63,27 @@ extension Connection {
         if !outbox.isEmpty { updateInterest() }
     }
 
-    /// The socket is writable again: send what is queued, then resume what waited for it.
-    func flushOutbox() {
+    /// Writes queued bytes until the socket takes no more; false when the connection was destroyed.
+    /// Only writes: the caller may be in the middle of processing input.
+    private func writeOutbox() -> Bool {
         while !outbox.isEmpty {
-            let pending = outbox.readable
-            let n = write(fd, pending.baseAddress, pending.count)
-            if n > 0 {
+            switch SocketIO.write(fd, tls, UnsafeRawBufferPointer(outbox.readable)) {
+            case .bytes(let n):
                 outbox.consume(n)
-            } else if n < 0 && errno == EINTR {
-                continue
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break
-            } else {
-                Log.debug("\(clientAddress): \(SystemError("write"))")
+            case .wouldBlock:
+                return true
+            case .failed(let why):
+                Log.debug("\(clientAddress): \(why)")
                 destroy()
-                return
+                return false
             }
         }
+        return true
+    }
+
+    /// The socket is writable again: send what is queued, then resume what waited for it.
+    func flushOutbox() {
+        guard writeOutbox() else { return }
         if outbox.isEmpty {
             // A large burst grew the buffer; do not keep megabytes around for an idle connection.
             if outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
@@ -90,8 +101,12 @@ extension Connection {
     func updateInterest() {
         guard state != .closed, let token else { return }
         var wanted: UInt32 = 0
-        if !readPaused && !clientFinished && state != .connectingPeer { wanted |= EpollEvents.readable }
-        if !outbox.isEmpty { wanted |= EpollEvents.writable }
+        if state == .tlsHandshake {
+            wanted = tlsWantsWrite ? EpollEvents.writable : EpollEvents.readable
+        } else {
+            if !readPaused && !clientFinished && state != .connectingPeer { wanted |= EpollEvents.readable }
+            if !outbox.isEmpty { wanted |= EpollEvents.writable }
+        }
         if wanted != interest {
             interest = wanted
             server.reactor.modify(fd, token: token, events: wanted)

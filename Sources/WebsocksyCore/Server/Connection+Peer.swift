@@ -131,5 +131,7 @@ extension Connection {
         processInbox()
         guard state != .closed else { return }
         updateInterest()
+        // Decrypted bytes GnuTLS already holds would never be announced by epoll.
+        if tls?.hasPendingData == true { readFromClient() }
     }
 }

@@ -3,7 +3,7 @@ extension Connection {
     func sweep(now: Int64) {
         if deadline != 0 && now >= deadline {
             switch state {
-            case .handshake:
+            case .handshake, .tlsHandshake:
                 Log.info("\(clientAddress): handshake not completed in time")
             case .closing:
                 Log.debug("\(clientAddress): no close frame from the client in time")

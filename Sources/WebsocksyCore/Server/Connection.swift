@@ -3,13 +3,13 @@ import Glibc
 
 /// One client connection and everything it owns: its socket, buffers, protocol state and peer.
 ///
-/// Life cycle: `handshake` (reading the HTTP request) → `connectingPeer` (the backend chose a socket
+/// Life cycle: [`tlsHandshake` for wss://] `handshake` (reading the HTTP request) → `connectingPeer` (the backend chose a socket
 /// peer; the 101 waits for its connect) → `open` (bridging) → `closing` (we sent a
 /// Close and wait for the client's) → `draining` (flushing what is queued, then half-closing) →
 /// `lingering` (reading until the client closes too, so unread input never turns our close into a
 /// reset that could destroy the Close frame in flight) → `closed`.
 final class Connection: EventHandler, ListMember {
-    enum State { case handshake, connectingPeer, open, closing, draining, lingering, closed }
+    enum State { case tlsHandshake, handshake, connectingPeer, open, closing, draining, lingering, closed }
 
     unowned let server: Server
     let fd: Int32
@@ -22,6 +22,11 @@ final class Connection: EventHandler, ListMember {
     var inbox = ByteBuffer()
     /// Bytes for the client that the socket has not taken yet.
     var outbox = ByteBuffer()
+    /// The TLS session of a wss:// client.
+    var tls: TLSSession?
+    /// TLS is configured and the first byte has not been seen yet.
+    var tlsUndecided: Bool
+    var tlsWantsWrite = false
     var handshakeParser: HandshakeParser
     var reader: WebSocketReader
     /// The peer is the built-in echo (no socket).
@@ -55,9 +60,14 @@ final class Connection: EventHandler, ListMember {
         self.reader = WebSocketReader(maxMessageSize: server.limits.maxMessage)
         self.lastReceive = now
         self.deadline = now + server.limits.handshakeTimeoutMilliseconds
+        self.tlsUndecided = server.tls.serverCredentials != nil
     }
 
     func handleEvent(_ events: UInt32) {
+        if state == .tlsHandshake {
+            continueTLSHandshake()
+            return
+        }
         if events & EpollEvents.writable != 0 {
             flushOutbox()
         }
@@ -67,28 +77,27 @@ final class Connection: EventHandler, ListMember {
     }
 
     /// Reads what the client sent until the socket is empty (or reading is paused) and acts on it.
-    private func readFromClient() {
-        while state != .closed && state != .connectingPeer && !readPaused && !clientFinished {
+    func readFromClient() {
+        if tlsUndecided && !sniffTLS() { return }
+        while state != .closed && state != .connectingPeer && state != .tlsHandshake && !readPaused && !clientFinished {
             let tail = inbox.writableTail(minimum: server.limits.readChunk)
-            let n = read(fd, tail.baseAddress, tail.count)
-            if n > 0 {
+            switch SocketIO.read(fd, tls, into: tail) {
+            case .bytes(let n):
                 inbox.commit(n)
                 lastReceive = server.now
                 pingSentAt = nil
                 processInbox()
-                if n < tail.count { return }
-            } else if n == 0 {
+                // A short plain read drained the socket; TLS reads stop at record boundaries.
+                if n < tail.count && tls == nil { return }
+            case .wouldBlock:
+                return
+            case .eof:
                 clientEndedStream()
                 return
-            } else {
-                switch errno {
-                case EINTR: continue
-                case EAGAIN, EWOULDBLOCK: return
-                default:
-                    Log.debug("\(clientAddress): \(SystemError("read"))")
-                    destroy()
-                    return
-                }
+            case .failed(let why):
+                Log.debug("\(clientAddress): \(why)")
+                destroy()
+                return
             }
         }
     }
@@ -99,7 +108,7 @@ final class Connection: EventHandler, ListMember {
         case .handshake: processHandshake()
         case .open, .closing: processFrames()
         case .draining, .lingering: inbox.removeAll()
-        case .connectingPeer, .closed: break
+        case .tlsHandshake, .connectingPeer, .closed: break
         }
     }
 
@@ -107,7 +116,7 @@ final class Connection: EventHandler, ListMember {
     private func clientEndedStream() {
         clientFinished = true
         switch state {
-        case .handshake, .connectingPeer, .lingering:
+        case .tlsHandshake, .handshake, .connectingPeer, .lingering:
             destroy()
         case .open, .closing:
             Log.debug("\(clientAddress): client closed the connection without a close handshake")
@@ -125,6 +134,7 @@ final class Connection: EventHandler, ListMember {
         guard state != .closed else { return }
         state = .closed
         if let token { server.reactor.unregister(token) }
+        tls = nil
         close(fd)
         detachPeer()
         inbox.removeAll()

@@ -8,6 +8,7 @@ public final class Server {
     let backend: Backend
     let limits: Limits
     let resolver: Resolver
+    let tls: TLSContext
     private var listener: Listener?
     private var connections = MemberList<Connection>()
     /// Peers whose client side has ended and that are still flushing to the peer.
@@ -28,6 +29,7 @@ public final class Server {
         } catch {
             throw ConfigError("start-up", error.description)
         }
+        tls = try TLSContext(configuration.tls)
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
         let listener = try Listener(host: configuration.listen, port: configuration.port) { [unowned self] fd, address in
@@ -36,7 +38,7 @@ public final class Server {
         self.listener = listener
         do {
             try listener.start(reactor)
-            signals = try SignalSource(signals: [SIGINT, SIGTERM], reactor: reactor) { [unowned self] signo in
+            signals = try SignalSource(signals: [SIGINT, SIGTERM, SIGHUP], reactor: reactor) { [unowned self] signo in
                 self.signalReceived(signo)
             }
         } catch {
@@ -105,6 +107,10 @@ public final class Server {
     }
 
     private func signalReceived(_ signo: Int32) {
+        if signo == SIGHUP {
+            tls.reload()
+            return
+        }
         if shutdownDeadline != nil {
             Log.info("second signal: exiting now")
             for connection in connections.snapshot { connection.destroy() }
@@ -116,7 +122,7 @@ public final class Server {
         listener = nil
         for connection in connections.snapshot {
             switch connection.state {
-            case .handshake: connection.destroy()
+            case .tlsHandshake, .handshake: connection.destroy()
             case .open: connection.initiateClose(.goingAway, reason: "server shutting down")
             default: break
             }

@@ -1,0 +1,63 @@
+/// TLS settings for the listener and for `tls://` peers, built from the configuration at start-up.
+final class TLSContext {
+    /// Server side; nil when no certificate is configured (plain WebSocket only).
+    private(set) var serverCredentials: TLSCredentials?
+    let serverPriority: TLSPriority?
+    let tlsOnly: Bool
+    let verifyClient: Bool
+    private let settings: Configuration.TLSSettings
+
+    /// Client side, for `tls://` peers: made on first use when it is the system trust store.
+    private var peerCredentials: TLSCredentials?
+    let peerPriority: TLSPriority
+    let verifyPeers: Bool
+
+    init(_ settings: Configuration.TLSSettings) throws(ConfigError) {
+        self.settings = settings
+        tlsOnly = settings.only
+        verifyClient = settings.verifyClient
+        verifyPeers = settings.peerVerify
+        if settings.key != nil && settings.certificate == nil { throw ConfigError("tls-key", "is set but tls-cert is not") }
+        if settings.only && settings.certificate == nil { throw ConfigError("tls-only", "needs tls-cert (and tls-key)") }
+        if settings.verifyClient && settings.ca == nil { throw ConfigError("tls-verify-client", "needs tls-ca, the CA that signs client certificates") }
+        do throws(TLSError) {
+            serverPriority = try settings.certificate.map { _ throws(TLSError) in try TLSPriority(settings.priority) }
+        } catch {
+            throw ConfigError("tls-priority", error.description)
+        }
+        do throws(TLSError) {
+            peerPriority = try TLSPriority(TLSPriority.defaultString)
+            if let certificate = settings.certificate {
+                serverCredentials = try TLSCredentials.server(certificate: certificate, key: settings.key, ca: settings.ca)
+            }
+        } catch {
+            throw ConfigError(settings.certificate ?? "tls-cert", error.description)
+        }
+        if let ca = settings.peerCA {
+            do throws(TLSError) {
+                peerCredentials = try TLSCredentials.client(ca: ca)
+            } catch {
+                throw ConfigError("peer-tls-ca", error.description)
+            }
+        }
+        if !verifyPeers { Log.warning("peer-tls-verify = no: certificates of tls:// peers are not checked") }
+    }
+
+    /// SIGHUP: load the certificate and key again for new connections; keep the old ones on failure.
+    func reload() {
+        guard let certificate = settings.certificate else { return }
+        do throws(TLSError) {
+            serverCredentials = try TLSCredentials.server(certificate: certificate, key: settings.key, ca: settings.ca)
+            Log.info("reloaded TLS certificate \(certificate)")
+        } catch {
+            Log.error("TLS reload failed, keeping the previous certificate: \(error)")
+        }
+    }
+
+    func peerCredentialsForUse() throws(TLSError) -> TLSCredentials {
+        if let peerCredentials { return peerCredentials }
+        let made = try TLSCredentials.client(ca: nil)
+        peerCredentials = made
+        return made
+    }
+}

@@ -1,0 +1,250 @@
+"""wss:// with GnuTLS: shared plain/TLS port, tls-only, bad handshakes, reload, client certificates,
+and tls:// peers with and without a trusted certificate."""
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import time
+
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+import tlscerts
+from conftest import Gateway
+from test_lifecycle import run_binary
+from wsraw import RawClient, frame, request
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is needed to make test certificates (.ci/run installs it)")
+    return tlscerts.make(tmp_path_factory.mktemp("certs"))
+
+
+def client_context(certs, client_cert=False):
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_cert:
+        ctx.load_cert_chain(os.path.join(certs, "client.pem"), os.path.join(certs, "client.key"))
+    return ctx
+
+
+def tls_gateway(gateway_factory, certs, *extra, cert="server.pem", key="server.key"):
+    args = ["--tls-cert", os.path.join(certs, cert)]
+    if key:
+        args += ["--tls-key", os.path.join(certs, key)]
+    return gateway_factory("-c", "host=echo://", *args, *extra)
+
+
+def wss(g):
+    return f"wss://localhost:{g.port}/"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_wss_echo_verified_against_the_test_ca(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs)
+
+    async def go():
+        async with websockets.connect(wss(g), ssl=client_context(certs)) as ws:
+            await ws.send("over TLS")
+            assert await ws.recv() == "over TLS"
+            assert ws.transport.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
+            assert ws.transport.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
+    run(go())
+
+
+def test_plain_and_tls_share_the_port(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs)
+
+    async def go():
+        async with websockets.connect(g.url) as plain, websockets.connect(wss(g), ssl=client_context(certs)) as secure:
+            await plain.send("plain")
+            await secure.send("secure")
+            assert await plain.recv() == "plain"
+            assert await secure.recv() == "secure"
+    run(go())
+
+
+def test_key_in_certificate_file_and_chain(gateway_factory, certs):
+    for cert, key in [("combined.pem", None), ("chain.pem", "server.key")]:
+        g = tls_gateway(gateway_factory, certs, cert=cert, key=key)
+
+        async def go():
+            async with websockets.connect(wss(g), ssl=client_context(certs)) as ws:
+                await ws.send(b"x")
+                assert await ws.recv() == b"x"
+        run(go())
+
+
+def test_tls_only_refuses_plain(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs, "--tls-only")
+    c = RawClient(g.port)
+    c.send(request())
+    status, headers = c.read_response()
+    assert status == 400
+    assert b"TLS" in c.read_body(int(headers["content-length"]))
+
+    async def go():
+        async with websockets.connect(wss(g), ssl=client_context(certs)) as ws:
+            await ws.send("ok")
+            assert await ws.recv() == "ok"
+    run(go())
+
+
+def test_garbage_client_hello_costs_one_log_line(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs)
+    s = socket.create_connection(("127.0.0.1", g.port))
+    s.sendall(b"\x16\x03\x01\x00\x10" + os.urandom(16) + b"\x16" * 100)
+    s.settimeout(5)
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    assert g.wait_for_log("TLS handshake failed")
+
+    async def go():  # others are unaffected
+        async with websockets.connect(wss(g), ssl=client_context(certs)) as ws:
+            await ws.send("still fine")
+            assert await ws.recv() == "still fine"
+    run(go())
+
+
+def test_client_stalling_mid_handshake_is_freed(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs, "--handshake-timeout", "1")
+    time.sleep(0.2)
+    before = g.fd_count()
+    s = socket.create_connection(("127.0.0.1", g.port))
+    s.sendall(b"\x16\x03\x01\x02\x00")  # the start of a ClientHello, then nothing
+    s.settimeout(5)
+    assert s.recv(100) == b""
+    assert g.wait_for_log("handshake not completed in time")
+    assert g.fd_count() == before
+
+
+def test_sixteen_mebibytes_over_tls(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs)
+    data = os.urandom(16 << 20)
+
+    async def go():
+        async with websockets.connect(wss(g), ssl=client_context(certs), max_size=None) as ws:
+            await ws.send(data)
+            answer = await ws.recv()
+            assert hashlib.sha256(answer).digest() == hashlib.sha256(data).digest()
+    run(go())
+
+
+def test_keepalive_pings_over_tls(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs, "-k", "1")
+
+    async def go():
+        async with websockets.connect(wss(g), ssl=client_context(certs), ping_interval=None) as ws:
+            await asyncio.sleep(3.5)
+            await ws.send("alive")
+            assert await ws.recv() == "alive"
+    run(go())
+
+
+def test_sighup_reloads_the_certificate_for_new_connections(gateway_factory, certs, tmp_path):
+    live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(os.path.join(certs, "server.pem"), live_cert)
+    shutil.copy(os.path.join(certs, "server.key"), live_key)
+    g = gateway_factory("-c", "host=echo://", "--tls-cert", str(live_cert), "--tls-key", str(live_key))
+
+    def serial():
+        ctx = client_context(certs)
+        with socket.create_connection(("127.0.0.1", g.port)) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return s.getpeercert()["serialNumber"]
+
+    first = serial()
+    shutil.copy(os.path.join(certs, "server2.pem"), live_cert)
+    shutil.copy(os.path.join(certs, "server2.key"), live_key)
+    g.proc.send_signal(signal.SIGHUP)
+    assert g.wait_for_log("reloaded TLS certificate")
+    second = serial()
+    assert second != first
+    # A broken file: the reload fails, the previous certificate stays.
+    live_cert.write_text("not a certificate")
+    g.proc.send_signal(signal.SIGHUP)
+    assert g.wait_for_log("TLS reload failed")
+    assert serial() == second
+
+
+def test_client_certificates(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs, "--tls-ca", os.path.join(certs, "ca.pem"), "--tls-verify-client")
+
+    async def go():
+        async with websockets.connect(wss(g), ssl=client_context(certs, client_cert=True)) as ws:
+            await ws.send("with certificate")
+            assert await ws.recv() == "with certificate"
+        with pytest.raises((ssl.SSLError, OSError, websockets.exceptions.InvalidMessage, EOFError)):
+            async with websockets.connect(wss(g), ssl=client_context(certs), open_timeout=5) as ws:
+                await ws.send("without")
+                await ws.recv()
+    run(go())
+
+
+def test_tls_peer_verified(gateway_factory, peer_factory, certs):
+    peer = peer_factory("tcp", "tls-echo", f"{certs}/server.pem:{certs}/server.key")
+    port = peer.address.rsplit(":", 1)[1]
+    g = gateway_factory("-c", f"host=tls://localhost:{port}", "-c", "framing=binary",
+                        "--peer-tls-ca", os.path.join(certs, "ca.pem"))
+
+    async def go():
+        async with websockets.connect(g.url, max_size=None) as ws:
+            data = os.urandom(200000)
+            await ws.send(data)
+            got = b""
+            while len(got) < len(data):
+                got += await asyncio.wait_for(ws.recv(), 5)
+            assert got == data
+    run(go())
+
+
+def test_tls_peer_with_untrusted_certificate_is_502(gateway_factory, peer_factory, certs):
+    peer = peer_factory("tcp", "tls-echo", f"{certs}/server.pem:{certs}/server.key")
+    port = peer.address.rsplit(":", 1)[1]
+    g = gateway_factory("-c", f"host=tls://localhost:{port}")  # system trust store: test CA unknown
+
+    async def go():
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(g.url):
+                pass
+        assert info.value.response.status_code == 502
+    run(go())
+    assert g.wait_for_log("TLS handshake with tls://localhost")
+
+
+def test_tls_peer_verification_off(gateway_factory, peer_factory, certs):
+    peer = peer_factory("tcp", "tls-echo", f"{certs}/server.pem:{certs}/server.key")
+    port = peer.address.rsplit(":", 1)[1]
+    g = gateway_factory("-c", f"host=tls://127.0.0.1:{port}", "-c", "framing=binary", "--peer-tls-verify", "no")
+    assert g.wait_for_log("peer-tls-verify = no")
+
+    async def go():
+        async with websockets.connect(g.url) as ws:
+            await ws.send(b"unverified")
+            assert await asyncio.wait_for(ws.recv(), 5) == b"unverified"
+    run(go())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--tls-cert", "/nonexistent.pem"], "/nonexistent.pem"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server2.key"], "server.pem"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-priority", "NORMAL:+BOGUS"], "tls-priority"),
+    (["--tls-key", "{certs}/server.key"], "tls-key"),
+    (["--tls-only"], "tls-only"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-verify-client"], "tls-verify-client"),
+    (["--peer-tls-ca", "/nonexistent-ca.pem"], "peer-tls-ca"),
+])
+def test_tls_configuration_errors(certs, args, message):
+    r = run_binary("-c", "host=echo://", *[a.format(certs=certs) for a in args])
+    assert r.returncode == 2 and message in r.stderr, r.stderr
