@@ -4,6 +4,7 @@ import hashlib
 import os
 import random
 import socket
+import struct
 import time
 
 import pytest
@@ -344,3 +345,22 @@ def test_peer_configuration_errors(args, message):
     from test_lifecycle import run_binary
     r = run_binary(*args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_clients_resetting_while_the_peer_streams(gateway_factory, peer_factory):
+    """Writes to a client that reset fail mid-way through framing peer data: the gateway survives."""
+    peer = peer_factory("tcp", "flood", str(8 << 20))
+    g = gateway_factory("-c", f"host={peer.url}", "-c", "framing=binary")
+    time.sleep(0.2)
+    before = g.fd_count()
+    for _ in range(20):
+        c = RawClient(g.port)
+        c.handshake()
+        c.recv_frame()
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    assert g.proc.poll() is None, g.log()
+    deadline = time.time() + 8
+    while time.time() < deadline and g.fd_count() != before:
+        time.sleep(0.1)
+    assert g.fd_count() == before

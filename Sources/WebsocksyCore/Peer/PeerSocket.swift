@@ -36,6 +36,9 @@ final class PeerSocket: EventHandler, ListMember {
     /// Position in the server's list of detached peers.
     var listIndex = -1
 
+    /// Where bytes nobody wants any more are read to (the loop is single-threaded).
+    nonisolated(unsafe) private static let discard = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+
     /// Largest UDP payload (IPv4: 65535 - 8 - 20).
     static let udpDatagramLimit = 65507
 
@@ -215,11 +218,16 @@ final class PeerSocket: EventHandler, ListMember {
 
     private func readAvailable() {
         while state != .closed && !readPaused && !peerFinished {
-            if state == .lingering {
-                var scratch = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-                let n = withUnsafeMutableBytes(of: &scratch) { read(fd, $0.baseAddress, $0.count) }
+            if state == .lingering || owner == nil {
+                // Nobody will frame this any more: read and discard until the peer closes.
+                let n = read(fd, Self.discard.baseAddress, Self.discard.count)
                 if n > 0 { continue }
                 if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+                if state == .finishing && !outbox.isEmpty {
+                    peerFinished = true  // still flushing towards the peer; halfClose closes
+                    updateInterest()
+                    return
+                }
                 close()
                 return
             }

@@ -61,6 +61,7 @@ extension Connection {
     func initiateClose(_ code: CloseCode, reason: String = "") {
         guard state == .open else { return }
         sendClose(code, reason: reason)
+        guard state == .open else { return }  // the write failed and tore the connection down
         state = .closing
         deadline = server.now + server.limits.closeTimeoutMilliseconds
     }

@@ -82,6 +82,8 @@ extension Connection {
                 if let opcode {
                     sendFrame(opcode, UnsafeRawBufferPointer(rebasing: data[0..<length]))
                     lastPeerOpcode = opcode
+                    // A failed write tears the connection down and detaches (and empties) the peer.
+                    guard state != .closed, peerSocket === peer else { return }
                 }
                 peer.inbox.consume(length)
                 last = max(0, last - length)
