@@ -141,7 +141,7 @@ import Testing
 
 @Suite struct ExampleConfigTests {
     /// Every file users are told to copy must load and configure its backend.
-    @Test(arguments: ["config/echo.cfg", "config/vnc.cfg", "config/lines.cfg"])
+    @Test(arguments: ["config/echo.cfg", "config/vnc.cfg", "config/lines.cfg", "config/tls.cfg"])
     func exampleLoads(_ path: String) throws {
         var c = Configuration()
         try IniFile.load(path: path, into: &c)
