@@ -24,7 +24,12 @@ case .run(let configuration):
     let framingPlugins: Int
     do {
         framingPlugins = try FramingPlugins.loadAll(from: plugins)
-        server = try Server(configuration: configuration, pluginDirectory: plugins.path)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        server = try Server(configuration: configuration, pluginDirectory: plugins.path) { () throws(ConfigError) in
+            guard case .run(let fresh) = try CommandLineParser.parse(arguments) else { throw ConfigError("reload", "no configuration") }
+            return fresh
+        }
+        try ProcessSetup.dropPrivileges(to: configuration.user)
     } catch {
         Log.writeStderr("websocksy: \(error)\n")
         exit(2)

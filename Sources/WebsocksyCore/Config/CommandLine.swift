@@ -35,6 +35,10 @@ public enum CommandLineParser {
             case "--max-message": try config.setCore("max-message", value(for: arg), at: origin)
             case "--handshake-timeout": try config.setCore("handshake-timeout", value(for: arg), at: origin)
             case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
+            case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
+            case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
+                 "--origin", "--unix-mode":
+                try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--tls-cert", "--tls-key", "--tls-priority", "--tls-ca", "--peer-tls-ca", "--peer-tls-verify":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--tls-only", "--tls-verify-client":
@@ -71,7 +75,9 @@ public enum CommandLineParser {
 
       CONFIGFILE            read settings from an ini file ([core] and [backend] sections)
       -p, --port PORT       port to listen on (default \(Configuration.defaultPort); 0 picks a free one)
-      -l, --listen HOST     address or host to listen on (default \(Configuration.defaultListen), dual-stack)
+      -l, --listen HOST     address or host to listen on (default \(Configuration.defaultListen), dual-stack),
+                            or unix:PATH for a Unix socket (behind nginx)
+          --unix-mode MODE  permissions of a Unix listening socket (default 0660)
       -k, --ping SECONDS    keepalive ping interval; a client silent for another interval after
                             a ping is closed (default \(Configuration.defaultPing), 0 = off)
       -b, --backend NAME    peer discovery backend (default \(Configuration.defaultBackend)); drops the
@@ -104,6 +110,18 @@ public enum CommandLineParser {
                             CA certificates for tls:// peers (default: the system trust store)
           --peer-tls-verify yes|no
                             check tls:// peers' certificates and names (default yes)
+          --max-connections N
+                            clients beyond N get 503 (default \(Configuration.defaultMaxConnections))
+          --max-header-bytes SIZE, --max-headers N
+                            limits of the upgrade request, else 431 (default 16k, 100)
+          --idle-timeout SECONDS
+                            close connections without a data message either way for this
+                            long (default 0 = never)
+          --shutdown-timeout SECONDS
+                            on SIGTERM, how long to wait for close handshakes (default 5)
+          --origin ORIGIN   allow only handshakes with this Origin (repeatable), e.g.
+                            https://example.com; null admits file:// pages; others get 403
+      -n, --user NAME       when started as root, drop to this user after binding
       -v, --verbose         log more (repeat for more detail)
       -h, --help            show this help
       -V, --version         show the version
@@ -121,7 +139,8 @@ public enum CommandLineParser {
                             * = the first offered, NAME = NAME when offered
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
-    connect-timeout, peer-buffer, plugins, backend, tls-cert, tls-key, tls-only, tls-priority,
+    connect-timeout, peer-buffer, plugins, backend, max-connections, max-header-bytes, max-headers,
+    idle-timeout, shutdown-timeout, origin, user, unix-mode, tls-cert, tls-key, tls-only, tls-priority,
     tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify.
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the TLS

@@ -14,6 +14,10 @@ public struct Configuration: Sendable {
     public static let defaultHandshakeTimeout = 10
     public static let defaultConnectTimeout = 10
     public static let defaultPeerBuffer: UInt64 = 1 << 20
+    public static let defaultMaxConnections = 10000
+    public static let defaultMaxHeaderBytes = 16384
+    public static let defaultMaxHeaders = 100
+    public static let defaultShutdownTimeout = 5
 
     public var port = defaultPort
     public var listen = defaultListen
@@ -26,6 +30,20 @@ public struct Configuration: Sendable {
     public var connectTimeout = defaultConnectTimeout
     /// Cap on peer bytes waiting for the framing function.
     public var peerBuffer = defaultPeerBuffer
+    /// Clients beyond this many get 503.
+    public var maxConnections = defaultMaxConnections
+    public var maxHeaderBytes = defaultMaxHeaderBytes
+    public var maxHeaders = defaultMaxHeaders
+    /// Seconds without a data message either way before a connection is closed; 0 = never.
+    public var idleTimeout = 0
+    /// Seconds a graceful shutdown waits for connections to finish.
+    public var shutdownTimeout = defaultShutdownTimeout
+    /// Allowed `Origin` values; empty = any. "null" admits pages from file:// (which send "Origin: null").
+    public var origins: [String] = []
+    /// Drop to this user (and its groups) after binding and reading certificates, when root.
+    public var user: String?
+    /// Permissions of a Unix listening socket.
+    public var unixMode: UInt32 = 0o660
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -86,6 +104,23 @@ public struct Configuration: Sendable {
         case "tls-verify-client": tls.verifyClient = try boolean(key, value, origin)
         case "peer-tls-ca": tls.peerCA = try nonEmpty(key, value, origin)
         case "peer-tls-verify": tls.peerVerify = try boolean(key, value, origin)
+        case "max-connections": maxConnections = try count(key, value, origin, minimum: 1)
+        case "max-header-bytes": maxHeaderBytes = Int(try size(key, value, origin, minimum: 1024, maximum: 1 << 20))
+        case "max-headers": maxHeaders = try count(key, value, origin, minimum: 8)
+        case "idle-timeout": idleTimeout = try count(key, value, origin, minimum: 0)
+        case "shutdown-timeout": shutdownTimeout = try count(key, value, origin, minimum: 0)
+        case "origin":
+            let trimmed = value.hasSuffix("/") ? String(value.dropLast()) : value
+            guard !trimmed.isEmpty, trimmed == "null" || trimmed.contains("://") else {
+                throw ConfigError(origin.description, "origin must be scheme://host[:port] or null, not '\(value)'")
+            }
+            origins.append(trimmed.lowercased())
+        case "user": user = try nonEmpty(key, value, origin)
+        case "unix-mode":
+            guard let mode = UInt32(value, radix: 8), mode <= 0o777 else {
+                throw ConfigError(origin.description, "unix-mode must be octal permissions like 0660, not '\(value)'")
+            }
+            unixMode = mode
         case "max-message":
             guard let n = ByteSize.parse(value), n >= 125 else {
                 throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")
@@ -107,6 +142,20 @@ public struct Configuration: Sendable {
     private func nonEmpty(_ key: String, _ value: String, _ origin: SettingOrigin) throws(ConfigError) -> String {
         guard !value.isEmpty else { throw ConfigError(origin.description, "\(key) needs a value") }
         return value
+    }
+
+    private func count(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: Int) throws(ConfigError) -> Int {
+        guard let n = Int(value), n >= minimum else {
+            throw ConfigError(origin.description, "\(key) must be a whole number of at least \(minimum), not '\(value)'")
+        }
+        return n
+    }
+
+    private func size(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: UInt64, maximum: UInt64) throws(ConfigError) -> UInt64 {
+        guard let n = ByteSize.parse(value), n >= minimum, n <= maximum else {
+            throw ConfigError(origin.description, "\(key) must be a size from \(minimum) to \(maximum) bytes, not '\(value)'")
+        }
+        return n
     }
 
     private func boolean(_ key: String, _ value: String, _ origin: SettingOrigin) throws(ConfigError) -> Bool {

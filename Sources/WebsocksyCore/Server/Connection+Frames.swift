@@ -46,6 +46,7 @@ extension Connection {
     }
 
     private func deliverToPeer(_ payload: UnsafeRawBufferPointer, opcode: Opcode, messageStart: Bool, messageEnd: Bool) {
+        lastData = server.now
         if isEcho {
             if let message = echo.receive(payload, messageStart: messageStart, messageEnd: messageEnd) {
                 sendFrame(opcode, message)

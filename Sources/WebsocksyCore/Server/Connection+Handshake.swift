@@ -8,6 +8,10 @@ extension Connection {
             refuse(rejection)
         case .complete(let request, let consumed):
             inbox.consume(consumed)
+            if let rejection = checkOrigin(request) {
+                refuse(rejection)
+                return
+            }
             switch server.backend.query(request) {
             case .refuse(let rejection):
                 refuse(rejection)
@@ -33,6 +37,19 @@ extension Connection {
         updateInterest()
         // Frames may have arrived right behind the request.
         processFrames()
+    }
+
+    /// Cross-site WebSocket hijacking defence: with `origin` configured, only listed pages may connect.
+    /// A request without an Origin (not from a browser) is refused too: the list is an allow-list.
+    private func checkOrigin(_ request: HandshakeRequest) -> HandshakeRejection? {
+        let allowed = server.origins
+        guard !allowed.isEmpty else { return nil }
+        guard let origin = request.header("Origin") else {
+            return .init(.forbidden, "no Origin header; this gateway admits listed origins only")
+        }
+        var normalized = origin.lowercased()
+        if normalized.hasSuffix("/") { normalized.removeLast() }
+        return allowed.contains(normalized) ? nil : .init(.forbidden, "origin \(origin) is not allowed")
     }
 
     /// Answers with an HTTP error and closes (one log line per refused connection).

@@ -36,6 +36,7 @@ extension Connection {
     }
 
     func peerReceived(lastRead: Int) {
+        lastData = server.now
         frameFromPeer(lastRead: lastRead)
     }
 

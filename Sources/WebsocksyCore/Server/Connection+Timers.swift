@@ -20,6 +20,12 @@ extension Connection {
             return
         }
         if state == .open {
+            let idle = server.limits.idleTimeoutMilliseconds
+            if idle > 0 && now - lastData >= idle {
+                Log.debug("\(clientAddress): idle for \(idle / 1000) s; closing")
+                initiateClose(.goingAway, reason: "idle timeout")
+                return
+            }
             keepalive(now: now)
         }
         if now - lastReceive >= 1000 {

@@ -48,6 +48,8 @@ final class Connection: EventHandler, ListMember {
     var readPaused = false
     var interest = EpollEvents.readable
     var lastReceive: Int64
+    /// Last data message either way, for `idle-timeout`.
+    var lastData: Int64
     var pingSentAt: Int64?
     /// When the current state times out (0 = never).
     var deadline: Int64
@@ -56,9 +58,10 @@ final class Connection: EventHandler, ListMember {
         self.server = server
         self.fd = fd
         self.clientAddress = clientAddress
-        self.handshakeParser = HandshakeParser(maxHeaderBytes: server.limits.maxHeaderBytes)
+        self.handshakeParser = HandshakeParser(maxHeaderBytes: server.limits.maxHeaderBytes, maxHeaderCount: server.limits.maxHeaders)
         self.reader = WebSocketReader(maxMessageSize: server.limits.maxMessage)
         self.lastReceive = now
+        self.lastData = now
         self.deadline = now + server.limits.handshakeTimeoutMilliseconds
         self.tlsUndecided = server.tls.serverCredentials != nil
     }

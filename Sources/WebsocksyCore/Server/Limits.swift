@@ -1,6 +1,10 @@
 /// Per-connection limits and timeouts, fixed at start-up.
 public struct Limits: Sendable {
-    public var maxHeaderBytes = 16384
+    public var maxConnections = Configuration.defaultMaxConnections
+    public var maxHeaderBytes = Configuration.defaultMaxHeaderBytes
+    public var maxHeaders = Configuration.defaultMaxHeaders
+    /// No data message either way for this long closes the connection (0 = never).
+    public var idleTimeoutMilliseconds: Int64 = 0
     public var maxMessage: UInt64 = Configuration.defaultMaxMessage
     public var handshakeTimeoutMilliseconds: Int64 = 10_000
     /// How long connecting to a peer (resolution included) may take before the client gets 502.
@@ -28,5 +32,10 @@ public struct Limits: Sendable {
         handshakeTimeoutMilliseconds = Int64(config.handshakeTimeout) * 1000
         connectTimeoutMilliseconds = Int64(config.connectTimeout) * 1000
         peerBufferBytes = Int(config.peerBuffer)
+        maxConnections = config.maxConnections
+        maxHeaderBytes = config.maxHeaderBytes
+        maxHeaders = config.maxHeaders
+        idleTimeoutMilliseconds = Int64(config.idleTimeout) * 1000
+        shutdownTimeoutMilliseconds = Int64(config.shutdownTimeout) * 1000
     }
 }

@@ -1,7 +1,8 @@
 import CLinux
 import Glibc
 
-/// The listening socket: binds the configured address (`::` is dual-stack) and accepts clients until
+/// The listening socket: binds the configured address (`::` is dual-stack, `unix:PATH` a Unix
+/// socket for deployments behind a local proxy) and accepts clients until
 /// the kernel has no more, handing each to the server. A spare descriptor is kept so that running out
 /// of descriptors (EMFILE) can still drain the accept queue instead of spinning on a ready listener.
 final class Listener: EventHandler {
@@ -11,9 +12,18 @@ final class Listener: EventHandler {
     private var spareFD: Int32
     private var lastExhaustionLog: Int64 = 0
     private let onAccept: (Int32, sockaddr_storage) -> Void
+    /// The socket file to remove on stop, for Unix sockets.
+    private var unixPath: String?
 
-    init(host: String, port: String, onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
+    init(host: String, port: String, unixMode: UInt32, onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
         self.onAccept = onAccept
+        spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if host.hasPrefix("unix:") {
+            let path = String(host.dropFirst(5))
+            (fd, boundDescription) = try Self.listenUnix(path, mode: unixMode)
+            unixPath = path
+            return
+        }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -50,7 +60,32 @@ final class Listener: EventHandler {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(bound, $0, &length) }
         }
         boundDescription = SocketOptions.describe(&storage)
-        spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    /// A Unix stream socket at `path` with permissions `mode`. A stale socket file left by an earlier
+    /// run is replaced; any other file there is an error.
+    private static func listenUnix(_ path: String, mode: UInt32) throws(ConfigError) -> (Int32, String) {
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+                throw ConfigError("listen", "\(path) exists and is not a socket")
+            }
+            unlink(path)
+        }
+        let address = SocketAddress.unix(path, socketType: Int32(SOCK_STREAM.rawValue))
+        guard !path.isEmpty, path.utf8.count < 108 else { throw ConfigError("listen", "unix socket path must be 1–107 bytes") }
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw ConfigError("listen", SystemError("socket").description) }
+        var storage = address.storage
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, address.length) }
+        }
+        guard bound == 0, chmod(path, mode_t(mode)) == 0, Glibc.listen(s, 4096) == 0 else {
+            let error = SystemError("bind/listen")
+            close(s)
+            throw ConfigError("listen", "cannot listen on unix:\(path): \(error)")
+        }
+        return (s, "unix:\(path)")
     }
 
     func start(_ reactor: Reactor) throws(SystemError) {
@@ -58,9 +93,12 @@ final class Listener: EventHandler {
     }
 
     func stop(_ reactor: Reactor) {
+        guard spareFD >= 0 || token != nil else { return }
         if let token { reactor.unregister(token) }
         token = nil
         close(fd)
+        if let unixPath { unlink(unixPath) }
+        unixPath = nil
         if spareFD >= 0 { close(spareFD) }
         spareFD = -1
     }

@@ -5,8 +5,15 @@ import Glibc
 /// periodic sweep and the graceful shutdown.
 public final class Server {
     let reactor: Reactor
-    let backend: Backend
-    let limits: Limits
+    private(set) var backend: Backend
+    private(set) var limits: Limits
+    /// Allowed `Origin` values (lower-case); empty admits any.
+    private(set) var origins: [String]
+    private var configuration: Configuration
+    private let pluginDirectory: String
+    /// Reads the configuration again (SIGHUP).
+    private let reloadSource: (() throws(ConfigError) -> Configuration)?
+    private var lastRefusalLog: Int64 = 0
     let resolver: Resolver
     let tls: TLSContext
     private var listener: Listener?
@@ -22,7 +29,12 @@ public final class Server {
     public var listeningAddress: String { listener?.boundDescription ?? "" }
     public var connectionCount: Int { connections.count }
 
-    public init(configuration: Configuration, pluginDirectory: String) throws(ConfigError) {
+    public init(configuration: Configuration, pluginDirectory: String,
+                reloadSource: (() throws(ConfigError) -> Configuration)? = nil) throws(ConfigError) {
+        self.configuration = configuration
+        self.pluginDirectory = pluginDirectory
+        self.reloadSource = reloadSource
+        origins = configuration.origins
         do {
             reactor = try Reactor()
             resolver = try Resolver(reactor: reactor)
@@ -32,7 +44,7 @@ public final class Server {
         tls = try TLSContext(configuration.tls)
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
-        let listener = try Listener(host: configuration.listen, port: configuration.port) { [unowned self] fd, address in
+        let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode) { [unowned self] fd, address in
             self.accepted(fd, address)
         }
         self.listener = listener
@@ -64,11 +76,50 @@ public final class Server {
         for connection in connections.snapshot { connection.destroy() }
         for peer in detachedPeers.snapshot { peer.close() }
         backend.shutdown()
+        listener?.stop(reactor)
         Log.info("stopped")
+    }
+
+    /// SIGHUP: read the configuration again and use it for new connections. Established ones keep
+    /// their peers. A configuration that fails to load changes nothing.
+    private func reload() {
+        tls.reload()
+        guard let reloadSource else { return }
+        let fresh: Configuration
+        do {
+            fresh = try reloadSource()
+        } catch {
+            Log.error("configuration reload failed, keeping the running one: \(error)")
+            return
+        }
+        if fresh.listen != configuration.listen || fresh.port != configuration.port {
+            Log.warning("listen and port changes take effect after a restart")
+        }
+        // One backend at a time: a plugin reloaded from the same file shares its globals.
+        backend.shutdown()
+        do {
+            backend = try BackendFactory.make(fresh, pluginDirectory: pluginDirectory)
+        } catch {
+            Log.error("configuration reload failed, keeping the running one: \(error)")
+            do {
+                backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
+            } catch {
+                Log.error("the previous backend could not be restored either: \(error)")
+            }
+            return
+        }
+        limits = Limits(fresh)
+        origins = fresh.origins
+        configuration = fresh
+        Log.info("configuration reloaded")
     }
 
     private func accepted(_ fd: Int32, _ address: sockaddr_storage) {
         var address = address
+        if connections.count >= limits.maxConnections {
+            refuseAtOnce(fd, .init(.serviceUnavailable, "too many connections (max-connections = \(limits.maxConnections))"))
+            return
+        }
         SocketOptions.setNoDelay(fd)
         let connection = Connection(server: self, fd: fd, clientAddress: SocketOptions.describe(&address), now: now)
         do {
@@ -80,6 +131,17 @@ public final class Server {
         }
         connections.append(connection)
         Log.trace("\(connection.clientAddress): accepted")
+    }
+
+    /// Answers a client the server will not take and closes it without creating a connection.
+    private func refuseAtOnce(_ fd: Int32, _ rejection: HandshakeRejection) {
+        let response = HandshakeResponse.reject(rejection)
+        _ = response.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        if now - lastRefusalLog >= 1000 {
+            lastRefusalLog = now
+            Log.warning("refusing new clients with \(rejection.status.rawValue): \(rejection.reason)")
+        }
     }
 
     func connectionClosed(_ connection: Connection) {
@@ -108,7 +170,7 @@ public final class Server {
 
     private func signalReceived(_ signo: Int32) {
         if signo == SIGHUP {
-            tls.reload()
+            reload()
             return
         }
         if shutdownDeadline != nil {

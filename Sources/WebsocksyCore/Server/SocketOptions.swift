@@ -19,6 +19,7 @@ enum SocketOptions {
         var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
         var serv = [CChar](repeating: 0, count: Int(NI_MAXSERV))
         let family = Int32(storage.pointee.ss_family)
+        if family == AF_UNIX { return "unix-client" }
         let length = family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
         let rc = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             getnameinfo($0, socklen_t(length), &host, socklen_t(host.count), &serv, socklen_t(serv.count), NI_NUMERICHOST | NI_NUMERICSERV)
