@@ -17,7 +17,7 @@ TESTPLUGINS := $(patsubst Tests/plugins/%.c,$(TESTPLUGINDIR)/%.so,$(wildcard Tes
                $(patsubst Plugins-C/%.c,$(TESTPLUGINDIR)/%.so,$(wildcard Plugins-C/*.c))
 CONFIGS   := $(wildcard config/*.cfg)
 
-.PHONY: all build plugins test unit-test integration-test header-check run bench install clean
+.PHONY: all build plugins test unit-test integration-test header-check fuzz fuzz-smoke test-asan run bench install clean
 
 all: build plugins
 
@@ -52,7 +52,22 @@ $(VENV)/.installed: Tests/integration/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r Tests/integration/requirements.txt
 	touch $@
 
-test: header-check unit-test integration-test
+test: header-check unit-test integration-test fuzz-smoke
+
+# libFuzzer targets: the frame reader, the handshake parser, the configuration parsers.
+SECONDS ?= 60
+fuzz:
+	Tests/Fuzz/run.sh $(SECONDS)
+
+fuzz-smoke:
+	Tests/Fuzz/run.sh 15
+
+# The integration tests against an address-sanitized build.
+test-asan: plugins $(TESTPLUGINS) $(VENV)/.installed
+	$(SWIFT) build --scratch-path .build-asan -c debug -Xswiftc -sanitize=address -Xcc -fsanitize=address
+	mkdir -p .build-asan/debug/plugins && cp $(PLUGINS) .build-asan/debug/plugins/
+	WEBSOCKSY_BIN=$(CURDIR)/.build-asan/debug/websocksy WEBSOCKSY_TEST_PLUGINS=$(CURDIR)/$(TESTPLUGINDIR) \
+		ASAN_OPTIONS=detect_leaks=0 SWIFT_BACKTRACE=enable=no $(VENV)/bin/python -m pytest -q Tests/integration
 
 unit-test:
 	$(SWIFT) test
@@ -78,4 +93,4 @@ install: build plugins
 	install -m 644 $(CONFIGS) Plugins-C/*.md $(DESTDIR)$(PREFIX)/share/websocksy/
 
 clean:
-	rm -rf .build $(VENV) websocksy
+	rm -rf .build .build-fuzz .build-asan $(VENV) websocksy
