@@ -5,7 +5,7 @@
 Modes: echo (send back what arrives), sink (read to EOF, then print "SHA256 <hex> <bytes>"),
 script (send each chunk of ARG, a Python literal list of bytes, 50 ms apart, then close),
 flood (send ARG bytes of "z"), hold (accept and never read),
-tls-echo (echo over TLS; ARG is CERT:KEY). Prints "READY <address>" once listening.
+tls-echo (echo over TLS; ARG is CERT:KEY), aecho (echo with asyncio, for many connections). Prints "READY <address>" once listening.
 """
 import ast
 import hashlib
@@ -67,11 +67,36 @@ def serve_stream(conn, mode, arg):
     conn.close()
 
 
+def serve_asyncio_echo(s):
+    """Echo with asyncio (mode aecho): thousands of connections without a thread each."""
+    import asyncio
+
+    async def handle(reader, writer):
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def run():
+        server = await asyncio.start_server(handle, sock=s, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
+
+
 def main():
     transport, address, mode = sys.argv[1:4]
     arg = sys.argv[4] if len(sys.argv) > 4 else None
     s, shown = listen(transport, address)
     print(f"READY {shown}", flush=True)
+    if mode == "aecho":
+        serve_asyncio_echo(s)
+        return
     if s.type == socket.SOCK_DGRAM:
         while True:
             data, sender = s.recvfrom(1 << 17)

@@ -59,10 +59,13 @@ final class TLSPriority {
 
     init(_ text: String) throws(TLSError) {
         var handle: gnutls_priority_t?
-        var errorPosition: UnsafePointer<CChar>?
-        let rc = gnutls_priority_init(&handle, text, &errorPosition)
+        // The error position points into the C string passed in: read it while that string lives.
+        let (rc, at) = text.withCString { cText in
+            var errorPosition: UnsafePointer<CChar>?
+            let rc = gnutls_priority_init(&handle, cText, &errorPosition)
+            return (rc, errorPosition.map { " at '\(String(cString: $0))'" } ?? "")
+        }
         guard rc >= 0, let handle else {
-            let at = errorPosition.map { " at '\(String(cString: $0))'" } ?? ""
             throw TLSError("invalid priority string '\(text)'\(at): \(TLSError.text(rc))")
         }
         self.handle = handle

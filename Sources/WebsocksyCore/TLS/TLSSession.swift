@@ -17,6 +17,8 @@ final class TLSSession {
     private let priority: TLSPriority
     /// Length of a record write that returned EAGAIN: GnuTLS wants the same call repeated.
     private var pendingWrite = 0
+    /// The name a client session verifies the peer against: GnuTLS keeps the pointer, not a copy.
+    private var verifiedName: UnsafeMutablePointer<CChar>?
 
     private init(session: gnutls_session_t, fd: Int32, credentials: TLSCredentials, priority: TLSPriority) {
         self.session = session
@@ -27,7 +29,10 @@ final class TLSSession {
         gnutls_transport_set_int2(session, fd, fd)
     }
 
-    deinit { gnutls_deinit(session) }
+    deinit {
+        gnutls_deinit(session)
+        free(verifiedName)
+    }
 
     /// A server session; `requireClientCertificate` asks for and verifies one against the CA.
     static func server(fd: Int32, credentials: TLSCredentials, priority: TLSPriority, requireClientCertificate: Bool) -> TLSSession? {
@@ -51,7 +56,10 @@ final class TLSSession {
         if !isAddress {
             _ = host.withCString { gnutls_server_name_set(handle, GNUTLS_NAME_DNS, $0, strlen($0)) }
         }
-        if verify { gnutls_session_set_verify_cert(handle, host, 0) }
+        if verify {
+            s.verifiedName = strdup(host)
+            gnutls_session_set_verify_cert(handle, s.verifiedName, 0)
+        }
         return s
     }
 
