@@ -116,11 +116,35 @@ final class PeerSocket: EventHandler, ListMember {
             register(EpollEvents.readable)
             transportConnected()
         } else if errno == EINPROGRESS {
-            register(EpollEvents.writable)
+            // On loopback the connection is usually established by now: check once without waiting,
+            // which saves an event-loop round trip on every upgrade.
+            if isConnected(s) {
+                register(EpollEvents.readable)
+                transportConnected()
+            } else {
+                register(EpollEvents.writable)
+            }
         } else {
             lastError = "connect to \(address): \(String(cString: strerror(errno)))"
             connectNext()
         }
+    }
+
+    /// Whether a non-blocking connect has completed (getpeername fails with ENOTCONN until then).
+    private func isConnected(_ fd: Int32) -> Bool {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 }
+        }
+    }
+
+    /// The pending error of a socket (SO_ERROR): 0 once a non-blocking connect has succeeded.
+    private func socketError(_ fd: Int32) -> Int32 {
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        return error
     }
 
     private func register(_ events: UInt32) {
@@ -195,9 +219,7 @@ final class PeerSocket: EventHandler, ListMember {
     func handleEvent(_ events: UInt32) {
         switch state {
         case .connecting:
-            var error: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            let error = socketError(fd)
             if error == 0 {
                 transportConnected()
             } else {
@@ -385,7 +407,11 @@ final class PeerSocket: EventHandler, ListMember {
     }
 
     private func halfClose() {
-        if isDatagram || peerFinished {
+        // Nothing unread: close() sends FIN after everything queued, as shutdown would, and nothing
+        // the peer sends later matters any more. With unread bytes close() would send a reset that
+        // can overtake queued data, so then half-close and read until the peer closes.
+        if isDatagram || peerFinished || SocketOptions.unreadBytes(fd) == 0 {
+            tls?.sendCloseNotify()
             close()
             return
         }

@@ -32,6 +32,7 @@ extension Connection {
         case .pong:
             break
         case .close(let code, _):
+            closeReceived = true
             if !closeSent {
                 // §5.5.1: answer with a Close, echoing the status code received.
                 sendClose(code.map { CloseCode($0) } ?? .normalClosure)
@@ -79,8 +80,11 @@ extension Connection {
     }
 
     /// Everything was sent: send FIN and read until the client closes (or the deadline passes).
+    /// After a complete close handshake with nothing unread, close() sends the same FIN behind the
+    /// queued bytes and nothing can follow from the client, so there is nothing to wait for.
     func finishDraining() {
-        if clientFinished {
+        if clientFinished || (closeReceived && SocketOptions.unreadBytes(fd) == 0) {
+            tls?.sendCloseNotify()
             destroy()
             return
         }

@@ -10,10 +10,11 @@ extension Connection {
         pendingUpgrade = (key, choice.subprotocol)
         state = .connectingPeer
         deadline = 0
-        updateInterest()
         let socket = PeerSocket(server: server, owner: self, address: choice.address)
         peerSocket = socket
         socket.start()
+        // Stop reading the client only if the connect did not complete at once (loopback usually does).
+        if state == .connectingPeer { updateInterest() }
     }
 
     func peerConnected() {

@@ -41,6 +41,8 @@ final class Connection: EventHandler, ListMember {
 
     /// A Close frame has been queued: nothing may follow it (RFC 6455 §5.5.1).
     var closeSent = false
+    /// The client's Close frame arrived: it sends nothing more, so the socket may be closed outright.
+    var closeReceived = false
     /// The client half-closed: no more reads.
     var clientFinished = false
     /// Reading from the client stopped because a queue it feeds (the outbox for echo, the peer's

@@ -14,6 +14,12 @@ enum SocketOptions {
         setInt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
     }
 
+    /// Bytes received and not read yet (FIONREAD).
+    static func unreadBytes(_ fd: Int32) -> Int32 {
+        var count: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &count) == 0 ? count : -1
+    }
+
     /// "host:port" or "[v6]:port" for a socket address, for log lines.
     static func describe(_ storage: UnsafePointer<sockaddr_storage>) -> String {
         var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
