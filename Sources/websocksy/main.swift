@@ -15,8 +15,14 @@ case .help:
     print(CommandLineParser.usage)
 case .version:
     print("websocksy \(Version.string) (RFC 6455 version 13, plugin API 1; \(Version.libraries))")
-case .run(let configuration):
+case .run(var configuration):
     Log.level = configuration.logLevel
+    do {
+        try Supervisor.forkWorkers(&configuration)  // returns in each worker; the supervisor exits
+    } catch {
+        Log.writeStderr("websocksy: \(error)\n")
+        exit(2)
+    }
     ProcessSetup.ignoreSIGPIPE()
     let descriptors = ProcessSetup.raiseDescriptorLimit()
     let server: Server

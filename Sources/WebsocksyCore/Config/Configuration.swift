@@ -44,6 +44,8 @@ public struct Configuration: Sendable {
     public var user: String?
     /// Permissions of a Unix listening socket.
     public var unixMode: UInt32 = 0o660
+    /// Worker processes sharing the port (SO_REUSEPORT); 0 = one per core.
+    public var workers = 1
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -121,6 +123,15 @@ public struct Configuration: Sendable {
                 throw ConfigError(origin.description, "unix-mode must be octal permissions like 0660, not '\(value)'")
             }
             unixMode = mode
+        case "workers":
+            if value == "auto" {
+                workers = 0
+            } else {
+                guard let n = Int(value), (1...256).contains(n) else {
+                    throw ConfigError(origin.description, "workers must be 1–256 or auto, not '\(value)'")
+                }
+                workers = n
+            }
         case "max-message":
             guard let n = ByteSize.parse(value), n >= 125 else {
                 throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")

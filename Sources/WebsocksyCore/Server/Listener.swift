@@ -15,7 +15,8 @@ final class Listener: EventHandler {
     /// The socket file to remove on stop, for Unix sockets.
     private var unixPath: String?
 
-    init(host: String, port: String, unixMode: UInt32, onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
+    init(host: String, port: String, unixMode: UInt32, reusePort: Bool = false,
+         onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
         self.onAccept = onAccept
         spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         if host.hasPrefix("unix:") {
@@ -24,6 +25,13 @@ final class Listener: EventHandler {
             unixPath = path
             return
         }
+        (fd, boundDescription) = try Self.bindTCP(host: host, port: port, reusePort: reusePort, listening: true)
+    }
+
+    /// Binds the first address of `host` that works (`::` dual-stack) and, when `listening`, listens.
+    /// Without listening a SO_REUSEPORT socket only holds the port: the kernel routes no connection
+    /// to it, which is how the supervisor keeps one port for all its workers.
+    static func bindTCP(host: String, port: String, reusePort: Bool, listening: Bool) throws(ConfigError) -> (Int32, String) {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -42,10 +50,11 @@ final class Listener: EventHandler {
             let s = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
             guard s >= 0 else { lastError = SystemError("socket").description; continue }
             SocketOptions.setInt(s, SOL_SOCKET, SO_REUSEADDR, 1)
+            if reusePort { SocketOptions.setInt(s, SOL_SOCKET, SO_REUSEPORT, 1) }
             if ai.pointee.ai_family == AF_INET6 {
                 SocketOptions.setInt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 0)
             }
-            if bind(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, Glibc.listen(s, 4096) == 0 {
+            if bind(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, !listening || Glibc.listen(s, 4096) == 0 {
                 bound = s
                 break
             }
@@ -53,13 +62,12 @@ final class Listener: EventHandler {
             close(s)
         }
         guard bound >= 0 else { throw ConfigError("listen", "cannot listen on \(host) port \(port): \(lastError)") }
-        fd = bound
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(bound, $0, &length) }
         }
-        boundDescription = SocketOptions.describe(&storage)
+        return (bound, SocketOptions.describe(&storage))
     }
 
     /// A Unix stream socket at `path` with permissions `mode`. A stale socket file left by an earlier

@@ -44,7 +44,8 @@ public final class Server {
         tls = try TLSContext(configuration.tls)
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
-        let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode) { [unowned self] fd, address in
+        let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode,
+                                    reusePort: configuration.workers != 1) { [unowned self] fd, address in
             self.accepted(fd, address)
         }
         self.listener = listener
