@@ -63,7 +63,7 @@ fuzz-smoke:
 	Tests/Fuzz/run.sh 15
 
 # The integration tests against an address-sanitized build.
-test-asan: plugins $(TESTPLUGINS) $(VENV)/.installed
+test-asan: plugins $(TESTPLUGINS) $(TESTPLUGINDIR)/malloc_count.so $(VENV)/.installed
 	$(SWIFT) build --scratch-path .build-asan -c debug -Xswiftc -sanitize=address -Xcc -fsanitize=address
 	mkdir -p .build-asan/debug/plugins && cp $(PLUGINS) .build-asan/debug/plugins/
 	WEBSOCKSY_BIN=$(CURDIR)/.build-asan/debug/websocksy WEBSOCKSY_TEST_PLUGINS=$(CURDIR)/$(TESTPLUGINDIR) \
@@ -72,7 +72,11 @@ test-asan: plugins $(TESTPLUGINS) $(VENV)/.installed
 unit-test:
 	$(SWIFT) test
 
-integration-test: build plugins $(TESTPLUGINS) $(VENV)/.installed
+$(TESTPLUGINDIR)/malloc_count.so: Tests/tools/malloc_count.c
+	@mkdir -p $(TESTPLUGINDIR)
+	$(CC) -O2 -fPIC -shared -Wall -Wextra -o $@ $< -ldl
+
+integration-test: build plugins $(TESTPLUGINS) $(TESTPLUGINDIR)/malloc_count.so $(VENV)/.installed
 	WEBSOCKSY_BIN=$(CURDIR)/$(RELEASE) WEBSOCKSY_TEST_PLUGINS=$(CURDIR)/$(TESTPLUGINDIR) \
 		$(VENV)/bin/python -m pytest -q Tests/integration
 
