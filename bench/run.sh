@@ -21,7 +21,7 @@ if ! command -v socat >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat
 fi
 
-PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303
+PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -31,9 +31,10 @@ if [ "$(nproc)" -ge 2 ]; then LOAD="taskset -c 0"; RELAY="taskset -c 1"; else LO
 
 $LOAD "$OUT/echopeer" -t tcp -a 127.0.0.1:$PEER_PORT -q & pids+=($!)
 $RELAY socat TCP-LISTEN:$SOCAT_PORT,fork,reuseaddr,backlog=1024 TCP:127.0.0.1:$PEER_PORT 2>"$OUT/socat.log" & pids+=($!)
-$RELAY "$GATEWAY" -l 127.0.0.1 -p $GW_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway.log" & pids+=($!)
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $GW_PORT -k 0 --max-connections 20000 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $TLS_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary \
     --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" 2>"$OUT/gateway-tls.log" & pids+=($!)
+"$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
 sleep 0.5
 
 # field NAME from a RESULT line
@@ -60,6 +61,51 @@ for t in "${tests[@]}"; do
     R[$name,gateway]=$(measure "$fieldname" -u ws://127.0.0.1:$GW_PORT/ $args)
 done
 R[handshake,gateway]=$(measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$GW_PORT/)
+# Two workers: the load generator and the peer share the two cores with them (no pinning here).
+R[echo100,w2]=$(LOAD="" measure msgs_per_s -M echo -c 100 -s 1024 -u ws://127.0.0.1:$W2_PORT/)
+R[handshake,w2]=$(LOAD="" measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$W2_PORT/)
+
+# Idle capacity: connections held up to the descriptor limit, and the gateway's RSS per connection.
+rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+idle() {  # PORT CONNECTIONS PID -> "open/probed bytes_per_connection"
+    local before after line result
+    before=$(rss_kb "$3")
+    "$OUT/wsload" -u "ws://127.0.0.1:$1/" -M idle -c "$2" -r 4000 -T 60 -d 6 -q 2>"$OUT/idle.err" >"$OUT/idle.out" &
+    local load=$!
+    for _ in $(seq 600); do grep -q "# idle:" "$OUT/idle.err" 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    after=$(rss_kb "$3")
+    wait $load
+    result=$(cat "$OUT/idle.out")
+    echo "$(echo "$result" | field open_at_end)/$(echo "$result" | field msgs) $(( (after - before) * 1024 / $2 ))"
+}
+hard=$(ulimit -Hn)
+"$GATEWAY" -l 127.0.0.1 -p $IDLE_PORT -k 0 --max-connections "$hard" -c host=echo:// 2>"$OUT/gateway-idle.log" & idle_pid=$!; pids+=($idle_pid)
+sleep 0.5
+read -r R[idle_echo,open] R[idle_echo,bytes] <<<"$(idle $IDLE_PORT $((hard - 20)) $idle_pid)"
+kill $idle_pid
+gw_pid=${pids[2]}
+read -r R[idle_tcp,open] R[idle_tcp,bytes] <<<"$(idle $GW_PORT $((hard / 2 - 20)) $gw_pid)"
+
+# Instructions per echoed 1 KiB message (callgrind counts them, unaffected by machine noise): two runs
+# of different length, so start-up cancels out in the difference.
+callgrind() {  # SECONDS -> "instructions messages"
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$GATEWAY" -l 127.0.0.1 -p $CG_PORT -k 0 \
+        -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/callgrind.log" &
+    local vg=$!
+    sleep 3
+    local msgs
+    msgs=$("$OUT/wsload" -u ws://127.0.0.1:$CG_PORT/ -c 1 -s 1024 -d "$1" -q | field msgs)
+    kill -TERM $vg; wait $vg || true
+    echo "$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$OUT/callgrind.log") $msgs"
+}
+if command -v valgrind >/dev/null; then
+    read -r i1 m1 <<<"$(callgrind 2)"
+    read -r i2 m2 <<<"$(callgrind 4)"
+    R[instructions]=$(( (i2 - i1) / (m2 - m1) ))
+else
+    R[instructions]="(valgrind missing)"
+fi
 
 # wss: the same client (wssbench) over plain TCP and over TLS to one TLS-enabled gateway.
 wss() {
@@ -84,6 +130,14 @@ table=$(cat <<EOT
 | echo, 100 conns, 1 KiB: p99 µs | ${R[echo100p99,ceiling]} | ${R[echo100p99,socat]} | ${R[echo100p99,gateway]} | $(ratio "${R[echo100p99,gateway]}" "${R[echo100p99,socat]}") | $(ratio "${R[echo100p99,gateway]}" "${R[echo100p99,ceiling]}") |
 | stream, 1 conn, 64 KiB: MB/s | ${R[stream,ceiling]} | ${R[stream,socat]} | ${R[stream,gateway]} | $(ratio "${R[stream,gateway]}" "${R[stream,socat]}") | $(ratio "${R[stream,gateway]}" "${R[stream,ceiling]}") |
 | handshake, 10 conns: upgrades/s (each connects to the peer) | — | — | ${R[handshake,gateway]} | | |
+
+| more (websocksy) | figure |
+|---|---|
+| echo, 100 conns, 1 KiB, \`-w 2\`: msgs/s (\`-w 1\`: ${R[echo100,gateway]}) | ${R[echo100,w2]} |
+| handshake, 10 conns, \`-w 2\`: upgrades/s (\`-w 1\`: ${R[handshake,gateway]}) | ${R[handshake,w2]} |
+| idle on echo://: connections open/probed, RSS bytes per connection | ${R[idle_echo,open]}, ${R[idle_echo,bytes]} |
+| idle bridged to TCP: connections open/probed, RSS bytes per connection | ${R[idle_tcp,open]}, ${R[idle_tcp,bytes]} |
+| instructions per echoed 1 KiB message (callgrind, TCP peer) | ${R[instructions]} |
 
 | wssbench, median of $RUNS × ${DURATION}s | ws:// | wss:// (TLS 1.3, P-256) | wss / ws |
 |---|---|---|---|
