@@ -42,5 +42,9 @@ case .run(var configuration):
     }
     Log.info("websocksy \(Version.string) listening on \(server.listeningAddress) (backend \(configuration.backend), "
              + "\(framingPlugins) framing plugin(s) from \(plugins.path), \(descriptors) descriptors)")
+    if descriptors >= 0 && descriptors < 2 * configuration.maxConnections {
+        Log.warning("the descriptor limit (\(descriptors)) allows about \(descriptors / 2) bridged connections, "
+                    + "fewer than max-connections (\(configuration.maxConnections)); raise it (ulimit -n, LimitNOFILE=)")
+    }
     server.run()
 }
