@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "CLinux.h"
 
@@ -12,6 +13,10 @@
 #endif
 
 const char *clinux_default_plugin_dir(void) { return WEBSOCKSY_PLUGIN_DIR; }
+
+char *clinux_strptime(const char *text, const char *format, struct tm *parts) {
+    return strptime(text, format, parts);
+}
 
 int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     return accept4(fd, address, length, flags);

@@ -84,8 +84,6 @@ import Testing
         ("GET /chat HTTP/1.1", "GET /chat HTTP/1.0"),           // HTTP/1.0
         ("GET /chat HTTP/1.1", "GET chat HTTP/1.1"),            // not an absolute path
         ("GET /chat HTTP/1.1", "GET /chat  HTTP/1.1"),          // malformed request line
-        ("Upgrade: websocket\r\n", ""),                         // not an upgrade
-        ("Upgrade: websocket", "Upgrade: h2c"),
         ("Connection: Upgrade", "Connection: keep-alive"),
         ("Host: server.example.com\r\n", ""),                   // missing Host
         ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ"), // key too short
@@ -98,6 +96,15 @@ import Testing
     func malformedIs400(_ change: (String, String)) {
         let r = rejection(Self.rfcRequest.replacingOccurrences(change.0, change.1))
         #expect(r?.status == .badRequest, "\(change)")
+    }
+
+    /// Without `Upgrade: websocket` it is a plain request for the web root, whatever its method.
+    @Test(arguments: [("Upgrade: websocket\r\n", ""), ("Upgrade: websocket", "Upgrade: h2c"), ("GET /chat", "POST /chat")])
+    func notAnUpgradeIsPlain(_ change: (String, String)) {
+        var request = Self.rfcRequest.replacingOccurrences("Upgrade: websocket\r\n", "X-Was: upgrade\r\n")
+        request = request.replacingOccurrences(change.0, change.1)
+        guard case .plain(let plain, _) = parse(request) else { Issue.record("not plain: \(change)"); return }
+        #expect(plain.target == "/chat")
     }
 
     @Test func duplicateKeyIs400() {

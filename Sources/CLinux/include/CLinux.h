@@ -55,6 +55,10 @@ const char *clinux_default_plugin_dir(void);
 /* dlopen/dlsym flags are macros with values Swift does not import everywhere. */
 static inline int clinux_rtld_now_local(void) { return RTLD_NOW | RTLD_LOCAL; }
 
+#include <time.h>
+/* strptime needs _XOPEN_SOURCE, which Swift's Glibc module is not built with; defined in CLinux.c. */
+char *clinux_strptime(const char *text, const char *format, struct tm *parts);
+
 /* accept4 is a GNU extension that Swift's Glibc module does not show; defined in CLinux.c. */
 int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 #endif

@@ -37,6 +37,7 @@ public enum CommandLineParser {
             case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
             case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
             case "-w", "--workers": try config.setCore("workers", value(for: arg), at: origin)
+            case "--web": try config.setCore("web", value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
@@ -122,6 +123,8 @@ public enum CommandLineParser {
                             on SIGTERM, how long to wait for close handshakes (default 5)
           --origin ORIGIN   allow only handshakes with this Origin (repeatable), e.g.
                             https://example.com; null admits file:// pages; others get 403
+          --web DIR         serve files from DIR to plain GET/HEAD requests on the same port
+                            (without it they get a short 426 page)
       -n, --user NAME       when started as root, drop to this user after binding
       -w, --workers N       worker processes sharing the port, each with its own event loop
                             (default 1; auto = one per core); a supervisor restarts a worker
@@ -144,7 +147,7 @@ public enum CommandLineParser {
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, peer-buffer, plugins, backend, max-connections, max-header-bytes, max-headers,
-    idle-timeout, shutdown-timeout, origin, user, unix-mode, workers, tls-cert, tls-key, tls-only, tls-priority,
+    idle-timeout, shutdown-timeout, origin, user, unix-mode, workers, web, tls-cert, tls-key, tls-only, tls-priority,
     tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify.
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the TLS

@@ -46,6 +46,8 @@ public struct Configuration: Sendable {
     public var unixMode: UInt32 = 0o660
     /// Worker processes sharing the port (SO_REUSEPORT); 0 = one per core.
     public var workers = 1
+    /// Directory served to plain (non-WebSocket) GET and HEAD requests.
+    public var web: String?
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -123,6 +125,7 @@ public struct Configuration: Sendable {
                 throw ConfigError(origin.description, "unix-mode must be octal permissions like 0660, not '\(value)'")
             }
             unixMode = mode
+        case "web": web = try nonEmpty(key, value, origin)
         case "workers":
             if value == "auto" {
                 workers = 0

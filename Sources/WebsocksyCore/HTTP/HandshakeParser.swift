@@ -7,6 +7,8 @@ public struct HandshakeParser: Sendable {
     public enum Result {
         case incomplete
         case complete(HandshakeRequest, consumed: Int)
+        /// A well-formed HTTP request that is not a WebSocket upgrade (for the web root).
+        case plain(PlainRequest, consumed: Int)
         case rejected(HandshakeRejection)
     }
 
@@ -33,8 +35,10 @@ public struct HandshakeParser: Sendable {
             return .rejected(.init(.requestHeaderFieldsTooLarge, "request header exceeds \(maxHeaderBytes) bytes"))
         }
         do {
-            let request = try Self.validate(UnsafeRawBufferPointer(rebasing: bytes[0..<end]), maxHeaderCount: maxHeaderCount)
-            return .complete(request, consumed: end)
+            switch try Self.validate(UnsafeRawBufferPointer(rebasing: bytes[0..<end]), maxHeaderCount: maxHeaderCount) {
+            case .upgrade(let request): return .complete(request, consumed: end)
+            case .plain(let request): return .plain(request, consumed: end)
+            }
         } catch {
             return .rejected(error)
         }
@@ -57,7 +61,12 @@ public struct HandshakeParser: Sendable {
         return nil
     }
 
-    private static func validate(_ block: UnsafeRawBufferPointer, maxHeaderCount: Int) throws(HandshakeRejection) -> HandshakeRequest {
+    private enum Parsed {
+        case upgrade(HandshakeRequest)
+        case plain(PlainRequest)
+    }
+
+    private static func validate(_ block: UnsafeRawBufferPointer, maxHeaderCount: Int) throws(HandshakeRejection) -> Parsed {
         var lines = block.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { line -> Substring in
             let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line
             return Substring(decoding: trimmed, as: UTF8.self)
@@ -66,13 +75,13 @@ public struct HandshakeParser: Sendable {
         guard !lines.isEmpty else { throw .init(.badRequest, "empty request") }
 
         let requestLine = lines.removeFirst().split(separator: " ", omittingEmptySubsequences: false)
-        guard requestLine.count == 3 else { throw .init(.badRequest, "malformed request line") }
-        guard requestLine[0] == "GET" else { throw .init(.badRequest, "method \(requestLine[0]) is not GET") }
+        guard requestLine.count == 3, !requestLine[0].isEmpty, requestLine[0].utf8.allSatisfy(isTokenByte) else {
+            throw .init(.badRequest, "malformed request line")
+        }
+        let method = String(requestLine[0])
         let target = String(requestLine[1])
         guard target.hasPrefix("/") else { throw .init(.badRequest, "request target must be an absolute path") }
-        guard let version = httpMinorVersion(requestLine[2]), version >= 1 else {
-            throw .init(.badRequest, "HTTP/1.1 or later is required")
-        }
+        guard let version = httpMinorVersion(requestLine[2]) else { throw .init(.badRequest, "not an HTTP/1.x request") }
         guard lines.count <= maxHeaderCount else {
             throw .init(.requestHeaderFieldsTooLarge, "more than \(maxHeaderCount) header fields")
         }
@@ -94,10 +103,12 @@ public struct HandshakeParser: Sendable {
         func values(_ name: String) -> [String] {
             headers.filter { $0.name.asciiCaseInsensitiveEquals(name) }.map(\.value)
         }
-        guard values("Host").count == 1 else { throw .init(.badRequest, "exactly one Host header is required") }
         guard values("Upgrade").contains(where: { $0.commaSeparatedTokens.contains { String($0).asciiCaseInsensitiveEquals("websocket") } }) else {
-            throw .init(.badRequest, "not a WebSocket upgrade request (Upgrade: websocket missing)")
+            return .plain(PlainRequest(method: method, target: target, headers: headers))
         }
+        guard method == "GET" else { throw .init(.badRequest, "method \(method) is not GET") }
+        guard version >= 1 else { throw .init(.badRequest, "HTTP/1.1 or later is required") }
+        guard values("Host").count == 1 else { throw .init(.badRequest, "exactly one Host header is required") }
         guard values("Connection").contains(where: { $0.commaSeparatedTokens.contains { String($0).asciiCaseInsensitiveEquals("upgrade") } }) else {
             throw .init(.badRequest, "Connection header does not contain Upgrade")
         }
@@ -116,7 +127,7 @@ public struct HandshakeParser: Sendable {
                 protocols.append(String(token))
             }
         }
-        return HandshakeRequest(target: target, headers: headers, key: keys[0], protocols: protocols)
+        return .upgrade(HandshakeRequest(target: target, headers: headers, key: keys[0], protocols: protocols))
     }
 
     /// The minor version of "HTTP/1.x", nil for anything else.

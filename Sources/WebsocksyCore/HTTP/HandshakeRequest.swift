@@ -15,6 +15,17 @@ public struct HandshakeRequest: Sendable {
     }
 }
 
+/// An HTTP request that is not a WebSocket upgrade.
+public struct PlainRequest: Sendable {
+    public var method: String
+    public var target: String
+    public var headers: [(name: String, value: String)]
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
+    }
+}
+
 /// Why a handshake is refused: the HTTP status and a one-line reason sent in the body.
 public struct HandshakeRejection: Error, Equatable, Sendable {
     public var status: HTTPStatus

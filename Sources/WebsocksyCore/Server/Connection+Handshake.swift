@@ -6,6 +6,9 @@ extension Connection {
             return
         case .rejected(let rejection):
             refuse(rejection)
+        case .plain(let request, let consumed):
+            inbox.consume(consumed)
+            servePlain(request)
         case .complete(let request, let consumed):
             inbox.consume(consumed)
             if let rejection = checkOrigin(request) {
@@ -50,6 +53,22 @@ extension Connection {
         var normalized = origin.lowercased()
         if normalized.hasSuffix("/") { normalized.removeLast() }
         return allowed.contains(normalized) ? nil : .init(.forbidden, "origin \(origin) is not allowed")
+    }
+
+    /// A request that is not an upgrade: a file from the web root, or a page saying what this is.
+    private func servePlain(_ request: PlainRequest) {
+        let response: [UInt8]
+        if let web = server.web {
+            response = web.respond(to: request)
+            Log.debug("\(clientAddress): \(request.method) \(request.target) served from the web root")
+        } else {
+            Log.info("\(clientAddress): refused with 426: \(request.method) \(request.target) is not a WebSocket upgrade")
+            response = StaticFiles.page(426, "Upgrade Required",
+                                        "This is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://).",
+                                        extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")
+        }
+        response.withUnsafeBytes { sendRaw($0) }
+        startDraining()
     }
 
     /// Answers with an HTTP error and closes (one log line per refused connection).

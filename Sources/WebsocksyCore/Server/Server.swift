@@ -9,6 +9,8 @@ public final class Server {
     private(set) var limits: Limits
     /// Allowed `Origin` values (lower-case); empty admits any.
     private(set) var origins: [String]
+    /// The web root for plain HTTP requests, if configured.
+    private(set) var web: StaticFiles?
     private var configuration: Configuration
     private let pluginDirectory: String
     /// Reads the configuration again (SIGHUP).
@@ -42,6 +44,7 @@ public final class Server {
             throw ConfigError("start-up", error.description)
         }
         tls = try TLSContext(configuration.tls)
+        web = try configuration.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
         let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode,
@@ -108,6 +111,11 @@ public final class Server {
                 Log.error("the previous backend could not be restored either: \(error)")
             }
             return
+        }
+        do {
+            web = try fresh.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
+        } catch {
+            Log.error("web root not changed: \(error)")
         }
         limits = Limits(fresh)
         origins = fresh.origins

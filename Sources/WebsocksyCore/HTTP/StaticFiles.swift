@@ -1,0 +1,127 @@
+import CLinux
+import Glibc
+
+/// The web root (`web = DIR`): plain GET and HEAD requests are answered with files from one
+/// directory, so a page and its WebSocket can share a port (websockify's `--web`).
+public final class StaticFiles {
+    /// The directory, resolved once (symbolic links followed), without a trailing slash.
+    let root: String
+    /// Files are read whole into memory; larger ones are refused.
+    static let maximumFileSize = 64 << 20
+
+    public init(directory: String) throws(ConfigError) {
+        guard let resolved = realpath(directory, nil) else {
+            throw ConfigError("web", "cannot use \(directory): \(String(cString: strerror(errno)))")
+        }
+        defer { free(resolved) }
+        root = String(cString: resolved)
+        guard PluginDirectory.isDirectory(root) else { throw ConfigError("web", "\(directory) is not a directory") }
+    }
+
+    /// A complete response: head, and body unless the method is HEAD.
+    public func respond(to request: PlainRequest) -> [UInt8] {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return Self.page(405, "Method Not Allowed", "Only GET and HEAD are served here.", extra: "Allow: GET, HEAD\r\n")
+        }
+        guard let path = resolve(request.target) else {
+            return Self.page(404, "Not Found", "Not found.")
+        }
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return Self.page(404, "Not Found", "Not found.") }
+        guard st.st_size <= Self.maximumFileSize else { return Self.page(403, "Forbidden", "File too large to serve.") }
+        let modified = Self.httpDate(st.st_mtim.tv_sec)
+        if let since = request.header("If-Modified-Since"), let sinceTime = Self.parseHTTPDate(since), st.st_mtim.tv_sec <= sinceTime {
+            return Array("HTTP/1.1 304 Not Modified\r\nLast-Modified: \(modified)\r\nConnection: close\r\n\r\n".utf8)
+        }
+        guard let body = Self.read(path) else { return Self.page(403, "Forbidden", "Cannot read the file.") }
+        var response = Array(("HTTP/1.1 200 OK\r\nContent-Type: \(Self.contentType(path))\r\nContent-Length: \(body.count)\r\n"
+            + "Last-Modified: \(modified)\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n").utf8)
+        if request.method == "GET" { response += body }
+        return response
+    }
+
+    /// The file a request target names, or nil when it does not exist or lies outside the root
+    /// (`..`, encoded slashes and symbolic links are all settled by resolving the real path).
+    func resolve(_ target: String) -> String? {
+        var path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        guard let decoded = Self.percentDecode(path), !decoded.contains("\0") else { return nil }
+        path = decoded
+        guard let real = realpath(root + path, nil) else { return nil }
+        defer { free(real) }
+        var resolved = String(cString: real)
+        guard resolved == root || resolved.hasPrefix(root + "/") else { return nil }
+        if PluginDirectory.isDirectory(resolved) {
+            resolved += "/index.html"
+        }
+        return resolved
+    }
+
+    static func percentDecode(_ s: String) -> String? {
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%") {
+                guard let h = bytes.popFirst(), let l = bytes.popFirst(),
+                      let hi = UInt8(String(UnicodeScalar(h)), radix: 16), let lo = UInt8(String(UnicodeScalar(l)), radix: 16) else { return nil }
+                out.append(hi << 4 | lo)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func contentType(_ path: String) -> String {
+        let ext = path.split(separator: ".").last.map { $0.lowercased() } ?? ""
+        switch ext {
+        case "html", "htm": return "text/html; charset=utf-8"
+        case "css": return "text/css; charset=utf-8"
+        case "js", "mjs": return "text/javascript; charset=utf-8"
+        case "json", "map": return "application/json"
+        case "txt": return "text/plain; charset=utf-8"
+        case "svg": return "image/svg+xml"
+        case "png": return "image/png"
+        case "jpg", "jpeg": return "image/jpeg"
+        case "gif": return "image/gif"
+        case "ico": return "image/x-icon"
+        case "wasm": return "application/wasm"
+        case "woff2": return "font/woff2"
+        default: return "application/octet-stream"
+        }
+    }
+
+    static func read(_ path: String) -> [UInt8]? {
+        guard let file = fopen(path, "rb") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            bytes += chunk[0..<n]
+            if n < chunk.count { return ferror(file) == 0 ? bytes : nil }
+        }
+    }
+
+    /// A short HTML page as a complete response.
+    static func page(_ status: Int, _ reason: String, _ text: String, extra: String = "") -> [UInt8] {
+        let body = "<!doctype html><title>\(status) \(reason)</title><h1>\(status) \(reason)</h1><p>\(text)</p>\n"
+        return Array(("HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n"
+            + extra + "Connection: close\r\n\r\n" + body).utf8)
+    }
+
+    /// IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
+    static func httpDate(_ seconds: time_t) -> String {
+        var t = seconds
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func parseHTTPDate(_ text: String) -> time_t? {
+        var parts = tm()
+        guard text.withCString({ clinux_strptime($0, "%a, %d %b %Y %H:%M:%S GMT", &parts) }) != nil else { return nil }
+        return timegm(&parts)
+    }
+}
