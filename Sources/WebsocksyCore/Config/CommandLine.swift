@@ -37,7 +37,8 @@ public enum CommandLineParser {
             case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
             case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
             case "-w", "--workers": try config.setCore("workers", value(for: arg), at: origin)
-            case "--web": try config.setCore("web", value(for: arg), at: origin)
+            case "--web", "--access-log", "--trusted-proxy":
+                try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
@@ -125,6 +126,10 @@ public enum CommandLineParser {
                             https://example.com; null admits file:// pages; others get 403
           --web DIR         serve files from DIR to plain GET/HEAD requests on the same port
                             (without it they get a short 426 page)
+          --access-log FILE one line per connection when it ends (- = stderr); SIGUSR1 reopens
+          --trusted-proxy ADDR
+                            a proxy (repeatable) whose X-Forwarded-For / X-Real-IP name the
+                            client in the access log
       -n, --user NAME       when started as root, drop to this user after binding
       -w, --workers N       worker processes sharing the port, each with its own event loop
                             (default 1; auto = one per core); a supervisor restarts a worker
@@ -147,10 +152,11 @@ public enum CommandLineParser {
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, peer-buffer, plugins, backend, max-connections, max-header-bytes, max-headers,
-    idle-timeout, shutdown-timeout, origin, user, unix-mode, workers, web, tls-cert, tls-key, tls-only, tls-priority,
+    idle-timeout, shutdown-timeout, origin, user, unix-mode, workers, web, access-log,
+    trusted-proxy, tls-cert, tls-key, tls-only, tls-priority,
     tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify.
 
-    Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the TLS
-    certificate and key for new connections.
+    Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the
+    configuration and the TLS certificate for new connections; SIGUSR1 reopens the access log.
     """
 }

@@ -48,6 +48,10 @@ public struct Configuration: Sendable {
     public var workers = 1
     /// Directory served to plain (non-WebSocket) GET and HEAD requests.
     public var web: String?
+    /// One line per connection to this file ("-" = stderr).
+    public var accessLog: String?
+    /// Proxies whose X-Forwarded-For / X-Real-IP name the client in the access log.
+    public var trustedProxies: [String] = []
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -126,6 +130,8 @@ public struct Configuration: Sendable {
             }
             unixMode = mode
         case "web": web = try nonEmpty(key, value, origin)
+        case "access-log": accessLog = try nonEmpty(key, value, origin)
+        case "trusted-proxy": trustedProxies.append(try nonEmpty(key, value, origin))
         case "workers":
             if value == "auto" {
                 workers = 0

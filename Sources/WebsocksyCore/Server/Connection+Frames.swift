@@ -33,6 +33,10 @@ extension Connection {
             break
         case .close(let code, _):
             closeReceived = true
+            if record.closedBy == nil {
+                record.closedBy = "client"
+                record.closeCode = code ?? 1005
+            }
             if !closeSent {
                 // §5.5.1: answer with a Close, echoing the status code received.
                 sendClose(code.map { CloseCode($0) } ?? .normalClosure)
@@ -48,6 +52,8 @@ extension Connection {
 
     private func deliverToPeer(_ payload: UnsafeRawBufferPointer, opcode: Opcode, messageStart: Bool, messageEnd: Bool) {
         lastData = server.now
+        record.bytesIn += payload.count
+        if messageEnd { record.messagesIn += 1 }
         if isEcho {
             if let message = echo.receive(payload, messageStart: messageStart, messageEnd: messageEnd) {
                 sendFrame(opcode, message)
@@ -60,8 +66,9 @@ extension Connection {
     }
 
     /// Starts a server-initiated close (peer gone, shutdown, keepalive): send Close, wait for the client's.
-    func initiateClose(_ code: CloseCode, reason: String = "") {
+    func initiateClose(_ code: CloseCode, reason: String = "", by who: String = "server") {
         guard state == .open else { return }
+        if record.closedBy == nil { record.closedBy = who }
         sendClose(code, reason: reason)
         guard state == .open else { return }  // the write failed and tore the connection down
         state = .closing

@@ -8,9 +8,13 @@ extension Connection {
             refuse(rejection)
         case .plain(let request, let consumed):
             inbox.consume(consumed)
+            record.request = "\(request.method) \(request.target)"
+            loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             servePlain(request)
         case .complete(let request, let consumed):
             inbox.consume(consumed)
+            record.request = "GET \(request.target)"
+            loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             if let rejection = checkOrigin(request) {
                 refuse(rejection)
                 return
@@ -20,6 +24,8 @@ extension Connection {
                 refuse(rejection)
             case .peer(let choice):
                 Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
+                record.peer = choice.address.description
+                record.subprotocol = choice.subprotocol
                 if choice.address == .echo {
                     isEcho = true
                     completeUpgrade(key: request.key, subprotocol: choice.subprotocol)
@@ -32,6 +38,7 @@ extension Connection {
 
     /// Sends the 101 and starts bridging.
     func completeUpgrade(key: String, subprotocol: String?) {
+        record.status = 101
         let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol)
         response.withUnsafeBytes { sendRaw($0) }
         guard state == .handshake || state == .connectingPeer else { return }
@@ -67,6 +74,7 @@ extension Connection {
                                         "This is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://).",
                                         extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")
         }
+        record.status = response.httpStatus
         response.withUnsafeBytes { sendRaw($0) }
         startDraining()
     }
@@ -74,6 +82,7 @@ extension Connection {
     /// Answers with an HTTP error and closes (one log line per refused connection).
     func refuse(_ rejection: HandshakeRejection) {
         Log.info("\(clientAddress): refused with \(rejection.status.rawValue): \(rejection.reason)")
+        record.status = rejection.status.rawValue
         let response = HandshakeResponse.reject(rejection)
         response.withUnsafeBytes { sendRaw($0) }
         startDraining()

@@ -7,6 +7,10 @@ extension Connection {
     /// Sends one unfragmented frame. Nothing is sent after a Close.
     func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard !closeSent, state != .closed else { return }
+        if opcode == .text || opcode == .binary {
+            record.messagesOut += 1
+            record.bytesOut += payload.count
+        }
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in
             let size = FrameHeader.encodeServerHeader(fin: true, opcode: opcode, length: payload.count, into: h.baseAddress!)
@@ -18,6 +22,10 @@ extension Connection {
         guard !closeSent else { return }
         var body: [UInt8] = [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xFF)]
         body.append(contentsOf: reason.utf8.prefix(123))
+        if record.closeCode == nil {
+            record.closeCode = code.rawValue
+            if record.closedBy == nil { record.closedBy = "server" }
+        }
         body.withUnsafeBytes { sendFrame(.close, $0) }
         closeSent = true
     }

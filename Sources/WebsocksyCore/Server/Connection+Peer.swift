@@ -30,7 +30,7 @@ extension Connection {
             refuse(.init(.badGateway, "peer unreachable: \(reason)"))
         case .open:
             Log.info("\(clientAddress): peer error: \(reason); closing with 1011")
-            initiateClose(.internalError, reason: "peer error")
+            initiateClose(.internalError, reason: "peer error", by: "peer")
         default:
             break
         }
@@ -54,7 +54,7 @@ extension Connection {
             peer.inbox.removeAll()
         }
         Log.debug("\(clientAddress): peer closed the connection")
-        initiateClose(.normalClosure)
+        initiateClose(.normalClosure, by: "peer")
         detachPeer()
     }
 

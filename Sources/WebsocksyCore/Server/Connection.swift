@@ -52,6 +52,10 @@ final class Connection: EventHandler, ListMember {
     var lastReceive: Int64
     /// Last data message either way, for `idle-timeout`.
     var lastData: Int64
+    /// For the access log.
+    var record: ConnectionRecord
+    /// The client as the access log names it (from a trusted proxy's headers when there is one).
+    var loggedClient: String?
     var pingSentAt: Int64?
     /// When the current state times out (0 = never).
     var deadline: Int64
@@ -64,6 +68,7 @@ final class Connection: EventHandler, ListMember {
         self.reader = WebSocketReader(maxMessageSize: server.limits.maxMessage)
         self.lastReceive = now
         self.lastData = now
+        self.record = ConnectionRecord(startedAt: now)
         self.deadline = now + server.limits.handshakeTimeoutMilliseconds
         self.tlsUndecided = server.tls.serverCredentials != nil
     }
@@ -124,6 +129,7 @@ final class Connection: EventHandler, ListMember {
         case .tlsHandshake, .handshake, .connectingPeer, .lingering:
             destroy()
         case .open, .closing:
+            if record.closedBy == nil { record.closedBy = "client" }
             Log.debug("\(clientAddress): client closed the connection without a close handshake")
             destroy()
         case .draining:
@@ -138,6 +144,9 @@ final class Connection: EventHandler, ListMember {
     func destroy() {
         guard state != .closed else { return }
         state = .closed
+        if let accessLog = server.accessLog {
+            accessLog.write(record.line(client: loggedClient ?? clientAddress, now: server.now))
+        }
         if let token { server.reactor.unregister(token) }
         tls = nil
         close(fd)

@@ -11,6 +11,8 @@ public final class Server {
     private(set) var origins: [String]
     /// The web root for plain HTTP requests, if configured.
     private(set) var web: StaticFiles?
+    let accessLog: AccessLog?
+    private(set) var trustedProxies: [String]
     private var configuration: Configuration
     private let pluginDirectory: String
     /// Reads the configuration again (SIGHUP).
@@ -37,6 +39,7 @@ public final class Server {
         self.pluginDirectory = pluginDirectory
         self.reloadSource = reloadSource
         origins = configuration.origins
+        trustedProxies = configuration.trustedProxies
         do {
             reactor = try Reactor()
             resolver = try Resolver(reactor: reactor)
@@ -44,6 +47,7 @@ public final class Server {
             throw ConfigError("start-up", error.description)
         }
         tls = try TLSContext(configuration.tls)
+        accessLog = try configuration.accessLog.map { path throws(ConfigError) in try AccessLog(path: path) }
         web = try configuration.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
@@ -54,7 +58,7 @@ public final class Server {
         self.listener = listener
         do {
             try listener.start(reactor)
-            signals = try SignalSource(signals: [SIGINT, SIGTERM, SIGHUP], reactor: reactor) { [unowned self] signo in
+            signals = try SignalSource(signals: [SIGINT, SIGTERM, SIGHUP, SIGUSR1], reactor: reactor) { [unowned self] signo in
                 self.signalReceived(signo)
             }
         } catch {
@@ -119,6 +123,7 @@ public final class Server {
         }
         limits = Limits(fresh)
         origins = fresh.origins
+        trustedProxies = fresh.trustedProxies
         configuration = fresh
         Log.info("configuration reloaded")
     }
@@ -180,6 +185,10 @@ public final class Server {
     private func signalReceived(_ signo: Int32) {
         if signo == SIGHUP {
             reload()
+            return
+        }
+        if signo == SIGUSR1 {
+            accessLog?.reopen()
             return
         }
         if shutdownDeadline != nil {

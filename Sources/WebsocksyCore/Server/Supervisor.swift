@@ -16,7 +16,7 @@ public enum Supervisor {
         let (reservedFD, reservedAddress) = try Listener.bindTCP(host: configuration.listen, port: configuration.port,
                                                                  reusePort: true, listening: false)
         configuration.port = String(reservedAddress.split(separator: ":").last ?? "0")
-        var blocked = [SIGTERM, SIGINT, SIGHUP, SIGCHLD].withUnsafeBufferPointer { clinux_sigset($0.baseAddress, Int32($0.count)) }
+        var blocked = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD].withUnsafeBufferPointer { clinux_sigset($0.baseAddress, Int32($0.count)) }
         sigprocmask(SIG_BLOCK, &blocked, nil)
 
         var workers: [pid_t] = []

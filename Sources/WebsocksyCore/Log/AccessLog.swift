@@ -1,0 +1,99 @@
+import Glibc
+
+/// `access-log = FILE` (`-` = stderr): one line per connection when it ends. Opened with O_APPEND so
+/// lines from several workers never interleave; SIGUSR1 reopens the file after log rotation.
+final class AccessLog {
+    private let path: String
+    private var fd: Int32
+
+    init(path: String) throws(ConfigError) {
+        self.path = path
+        fd = -1
+        guard reopen() else {
+            throw ConfigError("access-log", "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit { if fd > 2 { close(fd) } }
+
+    @discardableResult
+    func reopen() -> Bool {
+        if path == "-" {
+            fd = 2
+            return true
+        }
+        let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard opened >= 0 else {
+            Log.error("cannot reopen the access log \(path): \(String(cString: strerror(errno)))")
+            return false
+        }
+        if fd > 2 { close(fd) }
+        fd = opened
+        return true
+    }
+
+    func write(_ line: String) {
+        var bytes = Array((line + "\n").utf8)
+        _ = Glibc.write(fd, &bytes, bytes.count)
+    }
+}
+
+/// What the access log records about one connection.
+struct ConnectionRecord {
+    var startedAt: Int64
+    var request = "-"
+    var status = 0
+    var subprotocol: String?
+    var peer: String?
+    var messagesIn = 0, bytesIn = 0, messagesOut = 0, bytesOut = 0
+    var closeCode: UInt16?
+    var closedBy: String?
+
+    /// `time client "request" status proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=`
+    func line(client: String, now: Int64) -> String {
+        var stamp = time(nil)
+        var parts = tm()
+        gmtime_r(&stamp, &parts)
+        let date = String(format: parts)
+        let seconds = Double(now - startedAt) / 1000
+        let duration = String(Int(seconds)) + "." + String(Int((seconds - Double(Int(seconds))) * 1000) + 1000).dropFirst()
+        return "\(date) \(client) \"\(request)\" \(status) proto=\(subprotocol ?? "-") peer=\(peer ?? "-") "
+            + "in=\(messagesIn)/\(bytesIn) out=\(messagesOut)/\(bytesOut) time=\(duration) "
+            + "close=\(closeCode.map(String.init) ?? "-") by=\(closedBy ?? "-")"
+    }
+}
+
+private extension String {
+    init(format parts: tm) {
+        var p = parts
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &p)
+        self = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// The client address to log: from `X-Forwarded-For` / `X-Real-IP` when the direct client is a
+/// trusted proxy (walking the list from the right past other trusted proxies), else the socket's.
+enum ForwardedClient {
+    static func address(direct: String, trusted: [String], headers: [(name: String, value: String)]) -> String {
+        guard !trusted.isEmpty, trusted.contains(hostPart(direct)) else { return direct }
+        func header(_ name: String) -> String? { headers.last { $0.name.asciiCaseInsensitiveEquals(name) }?.value }
+        if let forwarded = header("X-Forwarded-For") {
+            let hops = forwarded.split(separator: ",").map { String($0.trimmingHTTPWhitespace) }.filter { !$0.isEmpty }
+            if let client = hops.reversed().first(where: { !trusted.contains($0) }) ?? hops.first { return client }
+        }
+        if let real = header("X-Real-IP"), !real.isEmpty { return real }
+        return direct
+    }
+
+    /// "1.2.3.4:5" → "1.2.3.4", "[::1]:5" → "::1".
+    static func hostPart(_ address: String) -> String {
+        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+            return String(address[address.index(after: address.startIndex)..<close])
+        }
+        if let colon = address.lastIndex(of: ":"), address.firstIndex(of: ":") == colon {
+            return String(address[..<colon])
+        }
+        return address
+    }
+}

@@ -1,0 +1,83 @@
+"""access-log: one line per connection when it ends; trusted proxies; SIGUSR1 reopens."""
+import os
+import re
+import signal
+import time
+
+from wsraw import RawClient, close_body, frame, request
+
+
+def lines_of(path, count, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            lines = open(path).read().splitlines()
+            if len(lines) >= count:
+                return lines
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} lines in {path}")
+
+
+def test_one_line_per_connection(gateway_factory, tmp_path):
+    log = tmp_path / "access.log"
+    g = gateway_factory("-c", "host=echo://", "-c", "protocol=*", "--access-log", str(log))
+    c = RawClient(g.port)
+    c.handshake(path="/room/7?x=1", extra="Sec-WebSocket-Protocol: chat\r\n")
+    c.send(frame(1, b"hello") + frame(2, b"0123456789"))
+    c.recv_frame(), c.recv_frame()
+    c.send(frame(8, close_body(1000)))
+    c.expect_close(1000)
+    line = lines_of(log, 1)[0]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1:\d+ \"GET /room/7\?x=1\" 101 proto=chat peer=echo:// "
+                    r"in=2/15 out=2/15 time=\d+\.\d{3} close=1000 by=client$", line), line
+    bad = RawClient(g.port)
+    bad.send(request(version="8"))
+    bad.read_response()
+    bad.close()
+    assert ' 426 ' in lines_of(log, 2)[1]
+
+
+def test_closed_by_the_peer(gateway_factory, peer_factory, tmp_path):
+    log = tmp_path / "access.log"
+    peer = peer_factory("tcp", "script", repr([b"bye"]))
+    g = gateway_factory("-c", f"host={peer.url}", "--access-log", str(log))
+    c = RawClient(g.port)
+    c.handshake()
+    assert c.recv_frame() == (True, 1, b"bye")
+    c.expect_close(1000)
+    line = lines_of(log, 1)[0]
+    assert f"peer={peer.url}" in line and "out=1/3" in line and line.endswith("close=1000 by=peer")
+
+
+def test_forwarded_client_only_from_trusted_proxies(gateway_factory, tmp_path):
+    log = tmp_path / "access.log"
+    g = gateway_factory("-c", "host=echo://", "--access-log", str(log), "--trusted-proxy", "127.0.0.1")
+    c = RawClient(g.port)
+    c.handshake(extra="X-Forwarded-For: 198.51.100.9, 203.0.113.7, 127.0.0.1\r\n")
+    c.close()
+    assert lines_of(log, 1)[0].split()[1] == "203.0.113.7"
+    untrusted = tmp_path / "untrusted.log"
+    g2 = gateway_factory("-c", "host=echo://", "--access-log", str(untrusted))
+    c = RawClient(g2.port)
+    c.handshake(extra="X-Forwarded-For: 203.0.113.7\r\nX-Real-IP: 203.0.113.8\r\n")
+    c.close()
+    assert lines_of(untrusted, 1)[0].split()[1].startswith("127.0.0.1:")
+    g3 = gateway_factory("-c", "host=echo://", "--access-log", str(tmp_path / "real.log"), "--trusted-proxy", "127.0.0.1")
+    c = RawClient(g3.port)
+    c.handshake(extra="X-Real-IP: 203.0.113.8\r\n")
+    c.close()
+    assert lines_of(tmp_path / "real.log", 1)[0].split()[1] == "203.0.113.8"
+
+
+def test_sigusr1_reopens_the_log(gateway_factory, tmp_path):
+    log = tmp_path / "access.log"
+    g = gateway_factory("-c", "host=echo://", "--access-log", str(log))
+    RawClient(g.port).handshake()
+    time.sleep(0.1)
+    os.rename(log, tmp_path / "access.log.1")
+    g.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.2)
+    c = RawClient(g.port)
+    c.handshake()
+    c.close()
+    assert len(lines_of(log, 1)) == 1
