@@ -80,8 +80,12 @@ integration-test: build plugins $(TESTPLUGINS) $(TESTPLUGINDIR)/malloc_count.so 
 	WEBSOCKSY_BIN=$(CURDIR)/$(RELEASE) WEBSOCKSY_TEST_PLUGINS=$(CURDIR)/$(TESTPLUGINDIR) \
 		$(VENV)/bin/python -m pytest -q Tests/integration
 
+# The demo: the page in demo/, /echo and /lines (a line service started here) on port 8001.
 run: build plugins
-	./$(RELEASE) config/echo.cfg
+	@$(PYTHON) demo/lineservice.py 127.0.0.1:8002 & service=$$!; \
+	trap 'kill $$service 2>/dev/null' EXIT INT TERM; \
+	echo "open http://localhost:8001/ in a browser"; \
+	./$(RELEASE) config/demo.cfg
 
 bench: build
 	bench/run.sh
