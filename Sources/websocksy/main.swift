@@ -17,6 +17,7 @@ case .version:
     print("websocksy \(Version.string) (RFC 6455 version 13, plugin API 1; \(Version.libraries))")
 case .run(var configuration):
     Log.level = configuration.logLevel
+    configuration.inheritedListener = SocketActivation.inheritedListener()
     do {
         try Supervisor.forkWorkers(&configuration)  // returns in each worker; the supervisor exits
     } catch {

@@ -48,6 +48,8 @@ public struct Configuration: Sendable {
     public var workers = 1
     /// Directory served to plain (non-WebSocket) GET and HEAD requests.
     public var web: String?
+    /// A listening socket handed over by the service manager (socket activation); listen/port unused.
+    public var inheritedListener: Int32?
     /// One line per connection to this file ("-" = stderr).
     public var accessLog: String?
     /// Proxies whose X-Forwarded-For / X-Real-IP name the client in the access log.

@@ -15,10 +15,20 @@ final class Listener: EventHandler {
     /// The socket file to remove on stop, for Unix sockets.
     private var unixPath: String?
 
-    init(host: String, port: String, unixMode: UInt32, reusePort: Bool = false,
+    init(host: String, port: String, unixMode: UInt32, reusePort: Bool = false, inherited: Int32? = nil,
          onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
         self.onAccept = onAccept
         spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if let inherited {
+            fd = inherited
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            _ = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(inherited, $0, &length) }
+            }
+            boundDescription = Int32(storage.ss_family) == AF_UNIX ? "an inherited unix socket" : SocketOptions.describe(&storage)
+            return
+        }
         if host.hasPrefix("unix:") {
             let path = String(host.dropFirst(5))
             (fd, boundDescription) = try Self.listenUnix(path, mode: unixMode)

@@ -52,7 +52,8 @@ public final class Server {
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
         let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode,
-                                    reusePort: configuration.workers != 1) { [unowned self] fd, address in
+                                    reusePort: configuration.workers != 1,
+                                    inherited: configuration.inheritedListener) { [unowned self] fd, address in
             self.accepted(fd, address)
         }
         self.listener = listener

@@ -9,13 +9,21 @@ public enum Supervisor {
     public static func forkWorkers(_ configuration: inout Configuration) throws(ConfigError) {
         guard configuration.workers != 1 else { return }
         let count = configuration.workers == 0 ? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) : configuration.workers
-        guard !configuration.listen.hasPrefix("unix:") else {
-            throw ConfigError("workers", "several workers need a TCP listen address (SO_REUSEPORT), not \(configuration.listen)")
-        }
-        // Port 0: pick the port once, so that every worker shares the same one.
-        let (reservedFD, reservedAddress) = try Listener.bindTCP(host: configuration.listen, port: configuration.port,
+        let reservedFD: Int32
+        let reservedAddress: String
+        if let inherited = configuration.inheritedListener {
+            // Socket activation: every worker accepts on the one inherited socket.
+            reservedFD = -1
+            reservedAddress = "the socket passed by the service manager (fd \(inherited))"
+        } else {
+            guard !configuration.listen.hasPrefix("unix:") else {
+                throw ConfigError("workers", "several workers need a TCP listen address (SO_REUSEPORT), not \(configuration.listen)")
+            }
+            // Port 0: pick the port once, so that every worker shares the same one.
+            (reservedFD, reservedAddress) = try Listener.bindTCP(host: configuration.listen, port: configuration.port,
                                                                  reusePort: true, listening: false)
-        configuration.port = String(reservedAddress.split(separator: ":").last ?? "0")
+            configuration.port = String(reservedAddress.split(separator: ":").last ?? "0")
+        }
         var blocked = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD].withUnsafeBufferPointer { clinux_sigset($0.baseAddress, Int32($0.count)) }
         sigprocmask(SIG_BLOCK, &blocked, nil)
 
@@ -23,7 +31,7 @@ public enum Supervisor {
         func spawn() -> pid_t? {
             let pid = fork()
             if pid == 0 {
-                close(reservedFD)
+                if reservedFD >= 0 { close(reservedFD) }
                 sigprocmask(SIG_UNBLOCK, &blocked, nil)
                 return nil
             }
