@@ -92,13 +92,15 @@ bench: build
 
 install: build plugins
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/websocksy \
-		$(DESTDIR)$(INSTALL_PLUGINDIR) $(DESTDIR)$(PREFIX)/share/websocksy
+		$(DESTDIR)$(INSTALL_PLUGINDIR) $(DESTDIR)$(PREFIX)/share/websocksy $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/websocksy
 	install -m 644 $(PLUGINS) $(DESTDIR)$(INSTALL_PLUGINDIR)/
 	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/websocksy.h
 	# A copy one level down, so plugins that include "../websocksy.h" build with -I$(PREFIX)/include/websocksy.
 	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/websocksy/websocksy.h
-	install -m 644 $(CONFIGS) Plugins-C/*.md $(DESTDIR)$(PREFIX)/share/websocksy/
+	install -m 644 $(CONFIGS) config/websocksy.service config/websocksy.socket config/nginx-websocksy.conf \
+		Plugins-C/*.md $(DESTDIR)$(PREFIX)/share/websocksy/
+	install -m 644 docs/websocksy.1 $(DESTDIR)$(PREFIX)/share/man/man1/websocksy.1
 
 clean:
 	rm -rf .build .build-fuzz .build-asan $(VENV) websocksy
