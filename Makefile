@@ -52,7 +52,7 @@ $(VENV)/.installed: Tests/integration/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r Tests/integration/requirements.txt
 	touch $@
 
-test: header-check unit-test integration-test fuzz-smoke
+test: header-check unit-test integration-test fuzz-smoke test-asan
 
 # libFuzzer targets: the frame reader, the handshake parser, the configuration parsers.
 SECONDS ?= 60
