@@ -13,6 +13,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.environ.get("WEBSOCKSY_BIN", os.path.join(ROOT, ".build", "release", "websocksy"))
 
 
+def free_port():
+    """A TCP port nothing listens on right now (for servers that cannot take port 0)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Gateway:
     """One running websocksy process; its stderr is collected line by line."""
 

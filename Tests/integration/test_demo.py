@@ -13,15 +13,7 @@ import time
 import pytest
 import websockets
 
-from conftest import ROOT, Gateway
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from conftest import ROOT, Gateway, free_port
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ public final class StaticFiles {
         if let since = request.header("If-Modified-Since"), let sinceTime = Self.parseHTTPDate(since), st.st_mtim.tv_sec <= sinceTime {
             return Array("HTTP/1.1 304 Not Modified\r\nLast-Modified: \(modified)\r\nConnection: close\r\n\r\n".utf8)
         }
-        guard let body = Self.read(path) else { return Self.page(403, "Forbidden", "Cannot read the file.") }
+        guard let body = readFileBytes(path) else { return Self.page(403, "Forbidden", "Cannot read the file.") }
         var response = Array(("HTTP/1.1 200 OK\r\nContent-Type: \(Self.contentType(path))\r\nContent-Length: \(body.count)\r\n"
             + "Last-Modified: \(modified)\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n").utf8)
         if request.method == "GET" { response += body }
@@ -87,18 +87,6 @@ public final class StaticFiles {
         case "wasm": return "application/wasm"
         case "woff2": return "font/woff2"
         default: return "application/octet-stream"
-        }
-    }
-
-    static func read(_ path: String) -> [UInt8]? {
-        guard let file = fopen(path, "rb") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, file)
-            bytes += chunk[0..<n]
-            if n < chunk.count { return ferror(file) == 0 ? bytes : nil }
         }
     }
 
