@@ -14,6 +14,10 @@ public func fuzzHandshake(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         case .rejected(let rejection):
             _ = HandshakeResponse.reject(rejection)
             return 0
+        case .plain(let request, let consumed):
+            precondition(consumed <= seen)
+            _ = request.header("Host")
+            return 0
         case .complete(let request, let consumed):
             precondition(consumed <= seen)
             _ = HandshakeResponse.accept(key: request.key, subprotocol: request.protocols.first)
