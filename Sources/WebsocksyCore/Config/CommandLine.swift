@@ -139,9 +139,10 @@ public enum CommandLineParser {
       -V, --version         show the version
 
     defaultpeer backend options (-c KEY=VALUE or the [backend] section):
-      host                  peer address: tcp://HOST[:PORT], tls://HOST[:PORT], udp://HOST[:PORT], unix://PATH,
-                            unix-dgram://PATH (@NAME = abstract socket), or echo://, which
-                            sends every message back unchanged; [v6] literals in brackets
+      host                  peer address: tcp://HOST[:PORT], tls://HOST[:PORT],
+                            udp://HOST[:PORT], unix://PATH, unix-dgram://PATH (@NAME is an
+                            abstract socket), or echo://, which sends every message back
+                            unchanged; IPv6 literals in brackets
       port                  peer port when the host has none
       framing               how bytes from the peer are cut into messages (default auto):
                             auto, binary, separator, newline, or a plugin's framing
@@ -153,8 +154,8 @@ public enum CommandLineParser {
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, peer-buffer, plugins, backend, max-connections, max-header-bytes, max-headers,
     idle-timeout, shutdown-timeout, origin, user, unix-mode, workers, web, access-log,
-    trusted-proxy, tls-cert, tls-key, tls-only, tls-priority,
-    tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify.
+    trusted-proxy, tls-cert, tls-key, tls-only, tls-priority, tls-ca, tls-verify-client,
+    peer-tls-ca, peer-tls-verify.
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the
     configuration and the TLS certificate for new connections; SIGUSR1 reopens the access log.
