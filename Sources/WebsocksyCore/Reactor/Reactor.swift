@@ -22,7 +22,6 @@ public final class Reactor {
     private var freeSlots: [Int32] = []
     private var events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity = 256
-    public private(set) var registrations = 0
 
     public init() throws(SystemError) {
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -53,7 +52,6 @@ public final class Reactor {
             throw error
         }
         handlers[Int(slot)] = handler
-        registrations += 1
         return token
     }
 
@@ -71,7 +69,6 @@ public final class Reactor {
         handlers[slot] = nil
         generations[slot] &+= 1
         freeSlots.append(token.slot)
-        registrations -= 1
     }
 
     /// Waits up to `timeoutMilliseconds` and dispatches what is ready. Returns the number of events.
@@ -99,5 +96,4 @@ public enum EpollEvents {
     public static let writable = UInt32(EPOLLOUT.rawValue)
     public static let hangup = UInt32(EPOLLHUP.rawValue)
     public static let error = UInt32(EPOLLERR.rawValue)
-    public static let readHangup = UInt32(EPOLLRDHUP.rawValue)
 }

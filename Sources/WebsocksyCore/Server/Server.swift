@@ -31,7 +31,6 @@ public final class Server {
     private static let sweepIntervalMilliseconds: Int64 = 250
 
     public var listeningAddress: String { listener?.boundDescription ?? "" }
-    public var connectionCount: Int { connections.count }
 
     public init(configuration: Configuration, pluginDirectory: String,
                 reloadSource: (() throws(ConfigError) -> Configuration)? = nil) throws(ConfigError) {
