@@ -64,6 +64,9 @@ final class Listener: EventHandler {
             if ai.pointee.ai_family == AF_INET6 {
                 SocketOptions.setInt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 0)
             }
+            // Hand connections over once their first bytes are there (up to 1 s), so the request
+            // can be read right after accept.
+            SocketOptions.setInt(s, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, 1)
             if bind(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0, !listening || Glibc.listen(s, 4096) == 0 {
                 bound = s
                 break

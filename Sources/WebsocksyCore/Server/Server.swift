@@ -145,6 +145,9 @@ public final class Server {
         }
         connections.append(connection)
         Log.trace("\(connection.clientAddress): accepted")
+        // The request has usually arrived with the connection (TCP_DEFER_ACCEPT waits for it):
+        // read it now instead of on the next turn of the loop.
+        connection.handleEvent(EpollEvents.readable)
     }
 
     /// Answers a client the server will not take and closes it without creating a connection.
