@@ -100,32 +100,39 @@ public struct HandshakeParser: Sendable {
             headers.append((String(name), String(line[line.index(after: colon)...].trimmingHTTPWhitespace)))
         }
 
-        func values(_ name: String) -> [String] {
-            headers.filter { $0.name.asciiCaseInsensitiveEquals(name) }.map(\.value)
+        // One pass sorts out the headers the handshake depends on (RFC 6455 §4.2.1).
+        var hosts = 0, isUpgrade = false, connectionUpgrade = false
+        var versions: [String] = [], keys: [String] = [], protocols: [String] = []
+        for (name, value) in headers {
+            if name.asciiCaseInsensitiveEquals("Upgrade") {
+                isUpgrade = isUpgrade || value.containsToken("websocket")
+            } else if name.asciiCaseInsensitiveEquals("Connection") {
+                connectionUpgrade = connectionUpgrade || value.containsToken("upgrade")
+            } else if name.asciiCaseInsensitiveEquals("Host") {
+                hosts += 1
+            } else if name.asciiCaseInsensitiveEquals("Sec-WebSocket-Version") {
+                versions.append(value)
+            } else if name.asciiCaseInsensitiveEquals("Sec-WebSocket-Key") {
+                keys.append(value)
+            } else if name.asciiCaseInsensitiveEquals("Sec-WebSocket-Protocol") {
+                for token in value.commaSeparatedTokens {
+                    guard token.utf8.allSatisfy(isTokenByte) else { throw .init(.badRequest, "malformed Sec-WebSocket-Protocol") }
+                    protocols.append(String(token))
+                }
+            }
         }
-        guard values("Upgrade").contains(where: { $0.commaSeparatedTokens.contains { String($0).asciiCaseInsensitiveEquals("websocket") } }) else {
+        guard isUpgrade else {
             return .plain(PlainRequest(method: method, target: target, headers: headers))
         }
         guard method == "GET" else { throw .init(.badRequest, "method \(method) is not GET") }
         guard version >= 1 else { throw .init(.badRequest, "HTTP/1.1 or later is required") }
-        guard values("Host").count == 1 else { throw .init(.badRequest, "exactly one Host header is required") }
-        guard values("Connection").contains(where: { $0.commaSeparatedTokens.contains { String($0).asciiCaseInsensitiveEquals("upgrade") } }) else {
-            throw .init(.badRequest, "Connection header does not contain Upgrade")
-        }
-        let versions = values("Sec-WebSocket-Version")
+        guard hosts == 1 else { throw .init(.badRequest, "exactly one Host header is required") }
+        guard connectionUpgrade else { throw .init(.badRequest, "Connection header does not contain Upgrade") }
         guard versions.count == 1, versions[0] == "13" else {
             throw .init(.upgradeRequired, "unsupported WebSocket version (only 13 is supported)")
         }
-        let keys = values("Sec-WebSocket-Key")
         guard keys.count == 1, WebSocketAccept.isValidKey(keys[0]) else {
             throw .init(.badRequest, "Sec-WebSocket-Key must be one base64-encoded 16-byte value")
-        }
-        var protocols: [String] = []
-        for value in values("Sec-WebSocket-Protocol") {
-            for token in value.commaSeparatedTokens {
-                guard token.utf8.allSatisfy(isTokenByte) else { throw .init(.badRequest, "malformed Sec-WebSocket-Protocol") }
-                protocols.append(String(token))
-            }
         }
         return .upgrade(HandshakeRequest(target: target, headers: headers, key: keys[0], protocols: protocols))
     }

@@ -40,11 +40,22 @@ public struct HandshakeRejection: Error, Equatable, Sendable {
 extension String {
     /// ASCII case-insensitive comparison, as HTTP field names and tokens are compared.
     func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
-        let a = utf8, b = other.utf8
-        guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { x, y in
-            x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A)
+        var a = self, b = other
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                for i in 0..<x.count where x[i] != y[i] {
+                    let lower = x[i] | 0x20
+                    guard lower == y[i] | 0x20, lower >= 0x61, lower <= 0x7A else { return false }
+                }
+                return true
+            }
         }
+    }
+
+    /// Whether a comma-separated header value contains `token` (case-insensitive).
+    func containsToken(_ token: String) -> Bool {
+        commaSeparatedTokens.contains { String($0).asciiCaseInsensitiveEquals(token) }
     }
 
     /// The comma-separated elements of a list-valued header (RFC 9110 §5.6.1), trimmed, empty ones dropped.
