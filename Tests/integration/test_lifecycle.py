@@ -130,8 +130,9 @@ def test_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith("websocksy ")
 
 
-def test_no_descriptor_leaks_under_hostile_input(echo_gateway):
-    g = echo_gateway
+def test_no_descriptor_leaks_under_hostile_input(gateway_factory):
+    # Every state has a deadline (handshake 3 s here, closing 5 s), so all must be freed within 8 s.
+    g = gateway_factory("-c", "host=echo://", "--handshake-timeout", "3")
     time.sleep(0.2)
     before = g.fd_count()
     port = g.port
