@@ -69,9 +69,22 @@ static int scan_string(scanner* s) {
 	return JSON_MORE;
 }
 
+/* One or more digits (of a fraction or an exponent). */
+static int scan_digits(scanner* s) {
+	if (s->i >= s->n) {
+		return JSON_MORE;
+	}
+	if (!is_digit(s->p[s->i])) {
+		return JSON_BAD;
+	}
+	while (s->i < s->n && is_digit(s->p[s->i])) {
+		s->i++;
+	}
+	return JSON_DONE;
+}
+
 /* A number ends at the first byte that cannot continue it; at the end of the buffer it may go on. */
 static int scan_number(scanner* s) {
-	size_t start = s->i;
 	if (s->p[s->i] == '-') {
 		s->i++;
 	}
@@ -89,14 +102,9 @@ static int scan_number(scanner* s) {
 	}
 	if (s->i < s->n && s->p[s->i] == '.') {
 		s->i++;
-		if (s->i >= s->n) {
-			return JSON_MORE;
-		}
-		if (!is_digit(s->p[s->i])) {
-			return JSON_BAD;
-		}
-		while (s->i < s->n && is_digit(s->p[s->i])) {
-			s->i++;
+		int r = scan_digits(s);
+		if (r != JSON_DONE) {
+			return r;
 		}
 	}
 	if (s->i < s->n && (s->p[s->i] == 'e' || s->p[s->i] == 'E')) {
@@ -104,17 +112,11 @@ static int scan_number(scanner* s) {
 		if (s->i < s->n && (s->p[s->i] == '+' || s->p[s->i] == '-')) {
 			s->i++;
 		}
-		if (s->i >= s->n) {
-			return JSON_MORE;
-		}
-		if (!is_digit(s->p[s->i])) {
-			return JSON_BAD;
-		}
-		while (s->i < s->n && is_digit(s->p[s->i])) {
-			s->i++;
+		int r = scan_digits(s);
+		if (r != JSON_DONE) {
+			return r;
 		}
 	}
-	(void)start;
 	return s->i >= s->n ? JSON_MORE : JSON_DONE;
 }
 
