@@ -27,7 +27,28 @@ import Testing
         #expect(request.target == "/chat")
         #expect(request.protocols == ["chat", "superchat"])
         #expect(request.header("origin") == "http://example.com")
-        #expect(request.headers.map(\.name).contains("Sec-WebSocket-Key"))
+        #expect(request.headers.all.map(\.name) == ["Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Origin",
+                                                     "Sec-WebSocket-Protocol", "Sec-WebSocket-Version"])
+        #expect(request.headers[5].value == "chat, superchat")
+    }
+
+    /// Values lose optional whitespace; lookups ignore case; first and last differ for repeated fields;
+    /// subprotocols gather across repeated headers in order.
+    @Test func headerFieldsKeepArrivalOrder() {
+        let request = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + "X-Forwarded-For:  1.1.1.1 \t\r\nSec-WebSocket-Protocol: a,,b\r\nx-forwarded-for:2.2.2.2\r\n"
+            + "Sec-WebSocket-Protocol: c\r\nEmpty:\r\n\r\n"
+        guard case .complete(let r, _) = parse(request) else { Issue.record("not complete"); return }
+        #expect(r.headers.count == 10)
+        #expect(r.headers.first("X-FORWARDED-FOR") == "1.1.1.1")
+        #expect(r.headers.last("x-forwarded-for") == "2.2.2.2")
+        #expect(r.headers.first("empty") == "")
+        #expect(r.headers.first("Missing") == nil)
+        #expect(r.protocols == ["a", "b", "c"])
+        #expect(r.key == "dGhlIHNhbXBsZSBub25jZQ==")
+        let built = HeaderFields([("A", "1"), ("b", "")])
+        #expect(built.all.map(\.name) == ["A", "b"] && built.first("a") == "1" && built.last("B") == "")
     }
 
     @Test func acceptResponse() {

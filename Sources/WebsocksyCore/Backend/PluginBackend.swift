@@ -55,7 +55,7 @@ public final class PluginBackend: Backend {
         // place), so it gets its own malloc'd copies, freed after the call.
         let endpoint = strdup(request.target)
         var protocols: [UnsafeMutablePointer<CChar>?] = request.protocols.map { strdup($0) }
-        var headers = request.headers.map { ws_http_header(tag: strdup($0.name), value: strdup($0.value)) }
+        var headers = request.headers.all.map { ws_http_header(tag: strdup($0.name), value: strdup($0.value)) }
         defer {
             free(endpoint)
             protocols.forEach { free($0) }

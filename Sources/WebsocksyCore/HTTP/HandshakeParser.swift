@@ -66,61 +66,63 @@ public struct HandshakeParser: Sendable {
         case plain(PlainRequest)
     }
 
+    /// Checks the request in one pass over its bytes. Strings are made only for the request target,
+    /// the method and the offered subprotocols; the fields stay bytes in `HeaderFields`.
     private static func validate(_ block: UnsafeRawBufferPointer, maxHeaderCount: Int) throws(HandshakeRejection) -> Parsed {
-        var lines = block.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { line -> Substring in
-            let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line
-            return Substring(decoding: trimmed, as: UTF8.self)
+        guard block.contains(where: { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }) else {
+            throw .init(.badRequest, "empty request")
         }
-        while lines.last?.isEmpty == true { lines.removeLast() }
-        guard !lines.isEmpty else { throw .init(.badRequest, "empty request") }
+        var lines = Lines(block)
+        let requestLine = lines.next() ?? 0..<0
+        let (methodRange, targetRange, version) = try parseRequestLine(block, requestLine)
+        let method = String(decoding: block[methodRange], as: UTF8.self)
+        let target = String(decoding: block[targetRange], as: UTF8.self)
 
-        let requestLine = lines.removeFirst().split(separator: " ", omittingEmptySubsequences: false)
-        guard requestLine.count == 3, !requestLine[0].isEmpty, requestLine[0].utf8.allSatisfy(isTokenByte) else {
-            throw .init(.badRequest, "malformed request line")
-        }
-        let method = String(requestLine[0])
-        let target = String(requestLine[1])
-        guard target.hasPrefix("/") else { throw .init(.badRequest, "request target must be an absolute path") }
-        guard let version = httpMinorVersion(requestLine[2]) else { throw .init(.badRequest, "not an HTTP/1.x request") }
-        guard lines.count <= maxHeaderCount else {
-            throw .init(.requestHeaderFieldsTooLarge, "more than \(maxHeaderCount) header fields")
-        }
-
-        var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(lines.count)
-        for line in lines {
-            guard let first = line.first, first != " ", first != "\t" else {
+        var fields: [HeaderFields.Field] = []
+        var hosts = 0, isUpgrade = false, connectionUpgrade = false
+        var versions = 0, versionIs13 = false, keys = 0, key = 0..<0
+        var protocols: [String] = []
+        while let line = lines.next(), !line.isEmpty {
+            guard fields.count < maxHeaderCount else {
+                throw .init(.requestHeaderFieldsTooLarge, "more than \(maxHeaderCount) header fields")
+            }
+            guard block[line.lowerBound] != HTTPBytes.space, block[line.lowerBound] != HTTPBytes.tab else {
                 throw .init(.badRequest, "obsolete header line folding")
             }
-            guard let colon = line.firstIndex(of: ":") else { throw .init(.badRequest, "header line without a colon") }
-            let name = line[..<colon]
-            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else {
-                throw .init(.badRequest, "malformed header name")
+            guard let colon = block[line].firstIndex(of: UInt8(ascii: ":")) else {
+                throw .init(.badRequest, "header line without a colon")
             }
-            headers.append((String(name), String(line[line.index(after: colon)...].trimmingHTTPWhitespace)))
-        }
+            let name = line.lowerBound..<colon
+            guard HTTPBytes.isToken(block, name) else { throw .init(.badRequest, "malformed header name") }
+            let value = HTTPBytes.trimmed(block, colon + 1..<line.upperBound)
+            fields.append((name, value))
 
-        // One pass sorts out the headers the handshake depends on (RFC 6455 §4.2.1).
-        var hosts = 0, isUpgrade = false, connectionUpgrade = false
-        var versions: [String] = [], keys: [String] = [], protocols: [String] = []
-        for (name, value) in headers {
-            if name.asciiCaseInsensitiveEquals("Upgrade") {
-                isUpgrade = isUpgrade || value.containsToken("websocket")
-            } else if name.asciiCaseInsensitiveEquals("Connection") {
-                connectionUpgrade = connectionUpgrade || value.containsToken("upgrade")
-            } else if name.asciiCaseInsensitiveEquals("Host") {
+            // The fields the handshake depends on (RFC 6455 §4.2.1).
+            let nameBytes = UnsafeRawBufferPointer(rebasing: block[name])
+            switch nameBytes.count {
+            case 4 where HTTPBytes.caseInsensitiveEquals(nameBytes, "host"):
                 hosts += 1
-            } else if name.asciiCaseInsensitiveEquals("Sec-WebSocket-Version") {
-                versions.append(value)
-            } else if name.asciiCaseInsensitiveEquals("Sec-WebSocket-Key") {
-                keys.append(value)
-            } else if name.asciiCaseInsensitiveEquals("Sec-WebSocket-Protocol") {
-                for token in value.commaSeparatedTokens {
-                    guard token.utf8.allSatisfy(isTokenByte) else { throw .init(.badRequest, "malformed Sec-WebSocket-Protocol") }
-                    protocols.append(String(token))
+            case 7 where HTTPBytes.caseInsensitiveEquals(nameBytes, "upgrade"):
+                isUpgrade = isUpgrade || HTTPBytes.listContains(block, value, "websocket")
+            case 10 where HTTPBytes.caseInsensitiveEquals(nameBytes, "connection"):
+                connectionUpgrade = connectionUpgrade || HTTPBytes.listContains(block, value, "upgrade")
+            case 17 where HTTPBytes.caseInsensitiveEquals(nameBytes, "sec-websocket-key"):
+                keys += 1
+                key = value
+            case 21 where HTTPBytes.caseInsensitiveEquals(nameBytes, "sec-websocket-version"):
+                versions += 1
+                versionIs13 = block[value].elementsEqual("13".utf8)
+            case 22 where HTTPBytes.caseInsensitiveEquals(nameBytes, "sec-websocket-protocol"):
+                try HTTPBytes.forEachListElement(block, value) { (token) throws(HandshakeRejection) -> Bool in
+                    guard HTTPBytes.isToken(block, token) else { throw .init(.badRequest, "malformed Sec-WebSocket-Protocol") }
+                    protocols.append(String(decoding: block[token], as: UTF8.self))
+                    return true
                 }
+            default:
+                break
             }
         }
+        let headers = HeaderFields(bytes: Array(block), fields: fields)
         guard isUpgrade else {
             return .plain(PlainRequest(method: method, target: target, headers: headers))
         }
@@ -128,32 +130,52 @@ public struct HandshakeParser: Sendable {
         guard version >= 1 else { throw .init(.badRequest, "HTTP/1.1 or later is required") }
         guard hosts == 1 else { throw .init(.badRequest, "exactly one Host header is required") }
         guard connectionUpgrade else { throw .init(.badRequest, "Connection header does not contain Upgrade") }
-        guard versions.count == 1, versions[0] == "13" else {
+        guard versions == 1, versionIs13 else {
             throw .init(.upgradeRequired, "unsupported WebSocket version (only 13 is supported)")
         }
-        guard keys.count == 1, WebSocketAccept.isValidKey(keys[0]) else {
+        guard keys == 1, WebSocketAccept.isValidKey(UnsafeRawBufferPointer(rebasing: block[key])) else {
             throw .init(.badRequest, "Sec-WebSocket-Key must be one base64-encoded 16-byte value")
         }
-        return .upgrade(HandshakeRequest(target: target, headers: headers, key: keys[0], protocols: protocols))
+        return .upgrade(HandshakeRequest(target: target, headers: headers,
+                                         key: String(decoding: block[key], as: UTF8.self), protocols: protocols))
     }
 
-    /// The minor version of "HTTP/1.x", nil for anything else.
-    private static func httpMinorVersion(_ s: Substring) -> Int? {
-        guard s.hasPrefix("HTTP/1."), s.count == 8, let digit = s.last?.wholeNumberValue else { return nil }
-        return digit
+    /// "METHOD SP target SP HTTP/1.x" (RFC 9112 §3): the method and target ranges and the minor version.
+    private static func parseRequestLine(_ block: UnsafeRawBufferPointer, _ line: Range<Int>)
+        throws(HandshakeRejection) -> (method: Range<Int>, target: Range<Int>, minorVersion: Int) {
+        let malformed = HandshakeRejection(.badRequest, "malformed request line")
+        guard let firstSpace = block[line].firstIndex(of: HTTPBytes.space) else { throw malformed }
+        let method = line.lowerBound..<firstSpace
+        guard HTTPBytes.isToken(block, method),
+              let secondSpace = block[firstSpace + 1..<line.upperBound].firstIndex(of: HTTPBytes.space),
+              !block[secondSpace + 1..<line.upperBound].contains(HTTPBytes.space) else { throw malformed }
+        let target = firstSpace + 1..<secondSpace
+        guard target.first.map({ block[$0] == UInt8(ascii: "/") }) == true else {
+            throw .init(.badRequest, "request target must be an absolute path")
+        }
+        let version = block[secondSpace + 1..<line.upperBound]
+        guard version.count == 8, version.starts(with: "HTTP/1.".utf8),
+              let digit = version.last, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(digit) else {
+            throw .init(.badRequest, "not an HTTP/1.x request")
+        }
+        return (method, target, Int(digit - UInt8(ascii: "0")))
     }
 
-    /// RFC 9110 §5.6.2 tchar.
-    private static func isTokenByte(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
+    /// The lines of a header block: ranges without their LF or CRLF ending.
+    private struct Lines {
+        let bytes: UnsafeRawBufferPointer
+        var position = 0
+
+        init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+        mutating func next() -> Range<Int>? {
+            guard position < bytes.count else { return nil }
+            let start = position
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            position = end + 1
+            if end > start, bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+            return start..<end
         }
     }
 }

@@ -2,11 +2,13 @@
 public enum HandshakeResponse {
     /// `101 Switching Protocols` completing the upgrade, with the selected subprotocol if any.
     public static func accept(key: String, subprotocol: String?) -> [UInt8] {
-        var text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        text += "Sec-WebSocket-Accept: \(WebSocketAccept.value(forKey: key))\r\n"
-        if let subprotocol { text += "Sec-WebSocket-Protocol: \(subprotocol)\r\n" }
-        text += "\r\n"
-        return Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + (subprotocol?.utf8.count ?? 0))
+        out += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".utf8
+        WebSocketAccept.append(forKey: key, to: &out)
+        if let subprotocol { out += "\r\nSec-WebSocket-Protocol: \(subprotocol)".utf8 }
+        out += "\r\n\r\n".utf8
+        return out
     }
 
     /// An error response with a one-line plain-text reason; the connection is closed after it.

@@ -75,14 +75,13 @@ private extension String {
 /// The client address to log: from `X-Forwarded-For` / `X-Real-IP` when the direct client is a
 /// trusted proxy (walking the list from the right past other trusted proxies), else the socket's.
 enum ForwardedClient {
-    static func address(direct: String, trusted: [String], headers: [(name: String, value: String)]) -> String {
+    static func address(direct: String, trusted: [String], headers: HeaderFields) -> String {
         guard !trusted.isEmpty, trusted.contains(hostPart(direct)) else { return direct }
-        func header(_ name: String) -> String? { headers.last { $0.name.asciiCaseInsensitiveEquals(name) }?.value }
-        if let forwarded = header("X-Forwarded-For") {
+        if let forwarded = headers.last("X-Forwarded-For") {
             let hops = forwarded.split(separator: ",").map { String($0.trimmingHTTPWhitespace) }.filter { !$0.isEmpty }
             if let client = hops.reversed().first(where: { !trusted.contains($0) }) ?? hops.first { return client }
         }
-        if let real = header("X-Real-IP"), !real.isEmpty { return real }
+        if let real = headers.last("X-Real-IP"), !real.isEmpty { return real }
         return direct
     }
 

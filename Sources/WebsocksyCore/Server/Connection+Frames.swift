@@ -39,12 +39,12 @@ extension Connection {
             }
             if !closeSent {
                 // §5.5.1: answer with a Close, echoing the status code received.
-                sendClose(code.map { CloseCode($0) } ?? .normalClosure)
+                sendClose(code.map { CloseCode($0) } ?? .normalClosure, last: true)
             }
             startDraining()
         case .violation(let code, let why):
             Log.info("\(clientAddress): \(why); closing with \(code)")
-            if !closeSent { sendClose(code) }
+            if !closeSent { sendClose(code, last: true) }
             startDraining()
         }
         return true

@@ -4,8 +4,9 @@ import Glibc
 /// Bytes to the client: written straight to the socket when nothing is queued (one writev per frame),
 /// queued in the outbox otherwise, with reads paused while the outbox is over its high-water mark.
 extension Connection {
-    /// Sends one unfragmented frame. Nothing is sent after a Close.
-    func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+    /// Sends one unfragmented frame. Nothing is sent after a Close. `last`: the socket is closed or
+    /// shut down right after, so the kernel may hold the frame to send it in one segment with the FIN.
+    func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer, last: Bool = false) {
         guard !closeSent, state != .closed else { return }
         if opcode == .text || opcode == .binary {
             record.messagesOut += 1
@@ -14,19 +15,28 @@ extension Connection {
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in
             let size = FrameHeader.encodeServerHeader(fin: true, opcode: opcode, length: payload.count, into: h.baseAddress!)
-            send(UnsafeRawBufferPointer(rebasing: h[0..<size]), payload)
+            send(UnsafeRawBufferPointer(rebasing: h[0..<size]), payload, flags: last ? Int32(MSG_MORE) : 0)
         }
     }
 
-    func sendClose(_ code: CloseCode, reason: String = "") {
+    /// Sends a Close frame (§5.5.1): the status code, then at most 123 bytes of reason. `last` as
+    /// for `sendFrame`: true when nothing more is sent and the connection drains next.
+    func sendClose(_ code: CloseCode, reason: String = "", last: Bool = false) {
         guard !closeSent else { return }
-        var body: [UInt8] = [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xFF)]
-        body.append(contentsOf: reason.utf8.prefix(123))
         if record.closeCode == nil {
             record.closeCode = code.rawValue
             if record.closedBy == nil { record.closedBy = "server" }
         }
-        body.withUnsafeBytes { sendFrame(.close, $0) }
+        withUnsafeTemporaryAllocation(byteCount: 125, alignment: 1) { body in
+            body[0] = UInt8(code.rawValue >> 8)
+            body[1] = UInt8(code.rawValue & 0xFF)
+            var length = 2
+            for byte in reason.utf8.prefix(123) {
+                body[length] = byte
+                length += 1
+            }
+            sendFrame(.close, UnsafeRawBufferPointer(rebasing: body[0..<length]), last: last)
+        }
         closeSent = true
     }
 
@@ -35,8 +45,8 @@ extension Connection {
         send(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
-    /// Writes `first` then `second`, queueing whatever the socket does not take now.
-    private func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) {
+    /// Writes `first` then `second` in one sendmsg, queueing whatever the socket does not take now.
+    private func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, flags: Int32 = 0) {
         if tls != nil {
             // TLS encrypts from a buffer of its own anyway: queue, then write what the socket takes.
             outbox.append(first)
@@ -49,15 +59,19 @@ extension Connection {
             var vectors = (
                 iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
                 iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count))
-            let count: Int32 = second.count > 0 ? 2 : 1
             while true {
-                let n = withUnsafePointer(to: &vectors) {
-                    $0.withMemoryRebound(to: iovec.self, capacity: 2) { writev(fd, $0, count) }
+                let n = withUnsafeMutablePointer(to: &vectors) {
+                    $0.withMemoryRebound(to: iovec.self, capacity: 2) { iov in
+                        var message = msghdr()
+                        message.msg_iov = iov
+                        message.msg_iovlen = second.count > 0 ? 2 : 1
+                        return sendmsg(fd, &message, flags | Int32(MSG_NOSIGNAL))
+                    }
                 }
                 if n >= 0 { written = n; break }
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { break }
-                Log.debug("\(clientAddress): \(SystemError("writev"))")
+                Log.debug("\(clientAddress): \(SystemError("sendmsg"))")
                 destroy()
                 return
             }

@@ -21,19 +21,34 @@ enum SocketOptions {
     }
 
     /// "host:port" or "[v6]:port" for a socket address, for log lines.
+    /// Formats with inet_ntop into a stack buffer: it runs once per accepted connection.
     static func describe(_ storage: UnsafePointer<sockaddr_storage>) -> String {
-        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        var serv = [CChar](repeating: 0, count: Int(NI_MAXSERV))
         let family = Int32(storage.pointee.ss_family)
-        if family == AF_UNIX { return "unix-client" }
-        let length = family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
-        let rc = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            getnameinfo($0, socklen_t(length), &host, socklen_t(host.count), &serv, socklen_t(serv.count), NI_NUMERICHOST | NI_NUMERICSERV)
+        let text: String?, port: UInt16
+        switch family {
+        case AF_INET:
+            (text, port) = storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                var address = $0.pointee.sin_addr
+                return (numericHost(AF_INET, &address), UInt16(bigEndian: $0.pointee.sin_port))
+            }
+        case AF_INET6:
+            (text, port) = storage.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                var address = $0.pointee.sin6_addr
+                return (numericHost(AF_INET6, &address), UInt16(bigEndian: $0.pointee.sin6_port))
+            }
+        case AF_UNIX:
+            return "unix-client"
+        default:
+            return "?"
         }
-        guard rc == 0 else { return "?" }
-        let port = serv.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        var h = String(cString: host.withUnsafeBufferPointer { $0.baseAddress! })
-        if h.hasPrefix("::ffff:"), h.contains(".") { h.removeFirst(7) }
-        return h.contains(":") ? "[\(h)]:\(port)" : "\(h):\(port)"
+        guard var host = text else { return "?" }
+        if host.hasPrefix("::ffff:"), host.contains(".") { host.removeFirst(7) }  // an IPv4 client on a v6 socket
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    private static func numericHost(_ family: Int32, _ address: UnsafeRawPointer) -> String? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { buffer in
+            inet_ntop(family, address, buffer.baseAddress, socklen_t(buffer.count)).map { String(cString: $0) }
+        }
     }
 }
