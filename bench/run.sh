@@ -15,13 +15,14 @@ mkdir -p "$OUT"
 cc -O2 -o "$OUT/wsload" "$SHARED/wsload.c"
 cc -O2 -o "$OUT/echopeer" "$SHARED/echopeer.c"
 cc -O2 -o "$OUT/wssbench" bench/wssbench.c -lgnutls -lpthread
+cc -O2 -o "$OUT/upgradefloor" bench/upgradefloor.c -lnettle
 [ -f "$OUT/key.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$OUT/key.pem" \
     -out "$OUT/cert.pem" -days 3650 -subj /CN=localhost 2>/dev/null
 if ! command -v socat >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat
 fi
 
-PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306
+PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306; FLOOR_PORT=19307
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -34,6 +35,7 @@ $RELAY socat TCP-LISTEN:$SOCAT_PORT,fork,reuseaddr,backlog=1024 TCP:127.0.0.1:$P
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $GW_PORT -k 0 --max-connections 20000 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $TLS_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary \
     --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" 2>"$OUT/gateway-tls.log" & pids+=($!)
+$RELAY "$OUT/upgradefloor" -p $FLOOR_PORT -P $PEER_PORT & floor_pid=$!; pids+=($floor_pid)
 "$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
 sleep 0.5
 
@@ -61,6 +63,19 @@ for t in "${tests[@]}"; do
     R[$name,gateway]=$(measure "$fieldname" -u ws://127.0.0.1:$GW_PORT/ $args)
 done
 R[handshake,gateway]=$(measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$GW_PORT/)
+R[handshake,floor]=$(measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$FLOOR_PORT/)
+
+# CPU time a process spends per upgrade (user + system, from /proc): what one upgrade costs the
+# relay, whichever process the run's throughput is limited by.
+cpu_per_upgrade() {  # PID PORT -> microseconds
+    local before after upgrades
+    before=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    upgrades=$($LOAD "$OUT/wsload" -q -d "$DURATION" -M handshake -c 10 -u "ws://127.0.0.1:$2/" | field upgrades)
+    after=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$upgrades" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'
+}
+R[handshake_cpu,gateway]=$(cpu_per_upgrade "${pids[2]}" $GW_PORT)
+R[handshake_cpu,floor]=$(cpu_per_upgrade "$floor_pid" $FLOOR_PORT)
 # Two workers: the load generator and the peer share the two cores with them (no pinning here).
 R[echo100,w2]=$(LOAD="" measure msgs_per_s -M echo -c 100 -s 1024 -u ws://127.0.0.1:$W2_PORT/)
 R[handshake,w2]=$(LOAD="" measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$W2_PORT/)
@@ -129,7 +144,11 @@ table=$(cat <<EOT
 | echo, 100 conns, 1 KiB: msgs/s | ${R[echo100,ceiling]} | ${R[echo100,socat]} | ${R[echo100,gateway]} | $(ratio "${R[echo100,gateway]}" "${R[echo100,socat]}") | $(ratio "${R[echo100,gateway]}" "${R[echo100,ceiling]}") |
 | echo, 100 conns, 1 KiB: p99 µs | ${R[echo100p99,ceiling]} | ${R[echo100p99,socat]} | ${R[echo100p99,gateway]} | $(ratio "${R[echo100p99,gateway]}" "${R[echo100p99,socat]}") | $(ratio "${R[echo100p99,gateway]}" "${R[echo100p99,ceiling]}") |
 | stream, 1 conn, 64 KiB: MB/s | ${R[stream,ceiling]} | ${R[stream,socat]} | ${R[stream,gateway]} | $(ratio "${R[stream,gateway]}" "${R[stream,socat]}") | $(ratio "${R[stream,gateway]}" "${R[stream,ceiling]}") |
-| handshake, 10 conns: upgrades/s (each connects to the peer) | — | — | ${R[handshake,gateway]} | | |
+
+| handshakes (each connects to the peer) | upgradefloor | websocksy | websocksy / floor |
+|---|---|---|---|
+| 10 conns: upgrades/s | ${R[handshake,floor]} | ${R[handshake,gateway]} | $(ratio "${R[handshake,gateway]}" "${R[handshake,floor]}") |
+| CPU time of the relay per upgrade: µs | ${R[handshake_cpu,floor]} | ${R[handshake_cpu,gateway]} | $(ratio "${R[handshake_cpu,gateway]}" "${R[handshake_cpu,floor]}") |
 
 | more (websocksy) | figure |
 |---|---|
@@ -156,6 +175,8 @@ echo "$table"
     echo "websocksy: \`websocksy -k 0 -c host=tcp://127.0.0.1:PEER -c framing=binary\`; for wss a second instance with"
     echo "\`--tls-cert\`, driven by \`bench/wssbench\` (GnuTLS client; it reads the 101 byte by byte, so its ws:// upgrade rate is"
     echo "below wsload's). The load generator does its half of the TLS work on the other core."
+    echo "upgradefloor: \`bench/upgradefloor.c\`, the least work per upgrade (accept, connect the peer, 101, Close, close),"
+    echo "on the relay's core: the handshake ceiling of this layout."
     echo
     echo "$table"
 } >> BENCHMARKS.md

@@ -103,6 +103,19 @@ def test_server_closes_tcp_after_close_handshake(client):
     assert client.sock.recv(10) == b""
 
 
+@pytest.mark.parametrize("data,code", [(frame(8, close_body(1000)), 1000), (frame(3, b""), 1002)])
+def test_close_reply_and_fin_come_without_delay(client, data, code):
+    # The reply is handed to the kernel to go out with the FIN: a close reply held back (corked)
+    # without the socket being closed right after would arrive ~200 ms late.
+    started = time.monotonic()
+    client.send(data)
+    fin, opcode, payload = client.recv_frame()
+    assert opcode == 8 and struct.unpack("!H", payload[:2])[0] == code
+    client.sock.settimeout(1)
+    assert not client.buf and client.sock.recv(10) == b""  # the FIN, with our side still open
+    assert time.monotonic() - started < 0.15
+
+
 def test_message_too_big_is_1009(gateway_factory):
     g = gateway_factory("-c", "host=echo://", "--max-message", "1k")
     c = RawClient(g.port)
