@@ -2,6 +2,7 @@
 and tls:// peers with and without a trusted certificate."""
 import asyncio
 import hashlib
+import http.client
 import os
 import shutil
 import signal
@@ -248,3 +249,19 @@ def test_tls_peer_verification_off(gateway_factory, peer_factory, certs):
 def test_tls_configuration_errors(certs, args, message):
     r = run_binary("-c", "host=echo://", *[a.format(certs=certs) for a in args])
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_web_root_over_tls_streams_files_on_a_kept_connection(gateway_factory, certs, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    data = os.urandom(3 << 20)
+    (root / "f.bin").write_bytes(data)
+    g = tls_gateway(gateway_factory, certs, "--web", str(root))
+    conn = http.client.HTTPSConnection("localhost", g.port, context=client_context(certs), timeout=10)
+    conn.request("GET", "/f.bin")
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == data and not response.will_close
+    first = conn.sock
+    conn.request("GET", "/f.bin")
+    assert conn.getresponse().read() == data and conn.sock is first
+    conn.close()

@@ -24,11 +24,3 @@ public enum HTTPStatus: Int, Sendable {
         }
     }
 }
-
-extension Array where Element == UInt8 {
-    /// The status code of a serialized HTTP response ("HTTP/1.1 404 ..." → 404), for the access log.
-    var httpStatus: Int {
-        guard count >= 12 else { return 0 }
-        return Int(String(decoding: self[9..<12], as: UTF8.self)) ?? 0
-    }
-}

@@ -124,7 +124,7 @@ public struct HandshakeParser: Sendable {
         }
         let headers = HeaderFields(bytes: Array(block), fields: fields)
         guard isUpgrade else {
-            return .plain(PlainRequest(method: method, target: target, headers: headers))
+            return .plain(PlainRequest(method: method, target: target, minorVersion: version, headers: headers))
         }
         guard method == "GET" else { throw .init(.badRequest, "method \(method) is not GET") }
         guard version >= 1 else { throw .init(.badRequest, "HTTP/1.1 or later is required") }

@@ -17,9 +17,22 @@ public struct HandshakeRequest: Sendable {
 public struct PlainRequest: Sendable {
     public var method: String
     public var target: String
+    /// x of HTTP/1.x.
+    public var minorVersion: Int
     public var headers: HeaderFields
 
     public func header(_ name: String) -> String? { headers.first(name) }
+
+    /// Whether the client lets the connection stay open for another request (RFC 9112 §9.3):
+    /// HTTP/1.1 unless it says `close`, HTTP/1.0 only with `keep-alive`. A request announcing a body
+    /// never does: bodies are not read here, so the next request could not be found.
+    public var allowsPersistence: Bool {
+        if headers.first("Transfer-Encoding") != nil { return false }
+        if let length = headers.first("Content-Length"), length != "0" { return false }
+        let connection = (headers.first("Connection") ?? "").lowercased()
+        let tokens = connection.split(separator: ",").map { $0.trimmingHTTPWhitespace }
+        return minorVersion >= 1 ? !tokens.contains("close") : tokens.contains("keep-alive")
+    }
 }
 
 /// Why a handshake is refused: the HTTP status and a one-line reason sent in the body.

@@ -6,8 +6,6 @@ import Glibc
 public final class StaticFiles {
     /// The directory, resolved once (symbolic links followed), without a trailing slash.
     let root: String
-    /// Files are read whole into memory; larger ones are refused.
-    static let maximumFileSize = 64 << 20
 
     public init(directory: String) throws(ConfigError) {
         guard let resolved = realpath(directory, nil) else {
@@ -18,26 +16,33 @@ public final class StaticFiles {
         guard PluginDirectory.isDirectory(root) else { throw ConfigError("web", "\(directory) is not a directory") }
     }
 
-    /// A complete response: head, and body unless the method is HEAD.
-    public func respond(to request: PlainRequest) -> [UInt8] {
+    /// The answer to a plain request: a file (opened here, streamed by the connection), 304, or an error page.
+    public func respond(to request: PlainRequest) -> WebResponse {
         guard request.method == "GET" || request.method == "HEAD" else {
             return Self.page(405, "Method Not Allowed", "Only GET and HEAD are served here.", extra: "Allow: GET, HEAD\r\n")
         }
         guard let path = resolve(request.target) else {
             return Self.page(404, "Not Found", "Not found.")
         }
+        // O_NONBLOCK: opening a FIFO someone left in the root must not stall the event loop.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else {
+            return errno == EACCES ? Self.page(403, "Forbidden", "Cannot read the file.") : Self.page(404, "Not Found", "Not found.")
+        }
         var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return Self.page(404, "Not Found", "Not found.") }
-        guard st.st_size <= Self.maximumFileSize else { return Self.page(403, "Forbidden", "File too large to serve.") }
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            return Self.page(404, "Not Found", "Not found.")
+        }
+        let body = FileBody(fd: fd, length: Int(st.st_size))
         let modified = Self.httpDate(st.st_mtim.tv_sec)
         if let since = request.header("If-Modified-Since"), let sinceTime = Self.parseHTTPDate(since), st.st_mtim.tv_sec <= sinceTime {
-            return Array("HTTP/1.1 304 Not Modified\r\nLast-Modified: \(modified)\r\nConnection: close\r\n\r\n".utf8)
+            return WebResponse(status: 304, head: "HTTP/1.1 304 Not Modified\r\nLast-Modified: \(modified)\r\n")
         }
-        guard let body = readFileBytes(path) else { return Self.page(403, "Forbidden", "Cannot read the file.") }
-        var response = Array(("HTTP/1.1 200 OK\r\nContent-Type: \(Self.contentType(path))\r\nContent-Length: \(body.count)\r\n"
-            + "Last-Modified: \(modified)\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n").utf8)
-        if request.method == "GET" { response += body }
-        return response
+        return WebResponse(status: 200,
+                           head: "HTTP/1.1 200 OK\r\nContent-Type: \(Self.contentType(path))\r\nContent-Length: \(body.end)\r\n"
+                               + "Last-Modified: \(modified)\r\nX-Content-Type-Options: nosniff\r\n",
+                           file: request.method == "GET" && body.end > 0 ? body : nil)
     }
 
     /// The file a request target names, or nil when it does not exist or lies outside the root
@@ -90,11 +95,13 @@ public final class StaticFiles {
         }
     }
 
-    /// A short HTML page as a complete response.
-    static func page(_ status: Int, _ reason: String, _ text: String, extra: String = "") -> [UInt8] {
+    /// A short HTML page.
+    static func page(_ status: Int, _ reason: String, _ text: String, extra: String = "") -> WebResponse {
         let body = "<!doctype html><title>\(status) \(reason)</title><h1>\(status) \(reason)</h1><p>\(text)</p>\n"
-        return Array(("HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n"
-            + extra + "Connection: close\r\n\r\n" + body).utf8)
+        return WebResponse(status: status,
+                           head: "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/html; charset=utf-8\r\n"
+                               + "Content-Length: \(body.utf8.count)\r\n" + extra,
+                           body: Array(body.utf8))
     }
 
     /// IMF-fixdate (RFC 9110 §5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT".

@@ -62,23 +62,6 @@ extension Connection {
         return allowed.contains(normalized) ? nil : .init(.forbidden, "origin \(origin) is not allowed")
     }
 
-    /// A request that is not an upgrade: a file from the web root, or a page saying what this is.
-    private func servePlain(_ request: PlainRequest) {
-        let response: [UInt8]
-        if let web = server.web {
-            response = web.respond(to: request)
-            Log.debug("\(clientAddress): \(request.method) \(request.target) served from the web root")
-        } else {
-            Log.info("\(clientAddress): refused with 426: \(request.method) \(request.target) is not a WebSocket upgrade")
-            response = StaticFiles.page(426, "Upgrade Required",
-                                        "This is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://).",
-                                        extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")
-        }
-        record.status = response.httpStatus
-        response.withUnsafeBytes { sendRaw($0) }
-        startDraining()
-    }
-
     /// Answers with an HTTP error and closes (one log line per refused connection).
     func refuse(_ rejection: HandshakeRejection) {
         Log.info("\(clientAddress): refused with \(rejection.status.rawValue): \(rejection.reason)")

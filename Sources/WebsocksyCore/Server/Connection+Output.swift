@@ -87,7 +87,7 @@ extension Connection {
 
     /// Writes queued bytes until the socket takes no more; false when the connection was destroyed.
     /// Only writes: the caller may be in the middle of processing input.
-    private func writeOutbox() -> Bool {
+    func writeOutbox() -> Bool {
         while !outbox.isEmpty {
             switch SocketIO.write(fd, tls, UnsafeRawBufferPointer(outbox.readable)) {
             case .bytes(let n):
@@ -109,6 +109,10 @@ extension Connection {
         if outbox.isEmpty {
             // A large burst grew the buffer; do not keep megabytes around for an idle connection.
             if outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
+            if state == .responding {
+                continueResponse()
+                return
+            }
             if state == .draining {
                 finishDraining()
                 return
@@ -126,8 +130,8 @@ extension Connection {
         if state == .tlsHandshake {
             wanted = tlsWantsWrite ? EpollEvents.writable : EpollEvents.readable
         } else {
-            if !readPaused && !clientFinished && state != .connectingPeer { wanted |= EpollEvents.readable }
-            if !outbox.isEmpty { wanted |= EpollEvents.writable }
+            if !readPaused && !clientFinished && state != .connectingPeer && state != .responding { wanted |= EpollEvents.readable }
+            if !outbox.isEmpty || fileBody != nil { wanted |= EpollEvents.writable }
         }
         if wanted != interest {
             interest = wanted

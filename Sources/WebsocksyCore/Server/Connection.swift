@@ -3,13 +3,14 @@ import Glibc
 
 /// One client connection and everything it owns: its socket, buffers, protocol state and peer.
 ///
-/// Life cycle: [`tlsHandshake` for wss://] `handshake` (reading the HTTP request) → `connectingPeer` (the backend chose a socket
+/// Life cycle: [`tlsHandshake` for wss://] `handshake` (reading the HTTP request; a plain request
+/// goes to `responding` and, when the connection stays open, back) → `connectingPeer` (the backend chose a socket
 /// peer; the 101 waits for its connect) → `open` (bridging) → `closing` (we sent a
 /// Close and wait for the client's) → `draining` (flushing what is queued, then half-closing) →
 /// `lingering` (reading until the client closes too, so unread input never turns our close into a
 /// reset that could destroy the Close frame in flight) → `closed`.
 final class Connection: EventHandler, ListMember {
-    enum State { case tlsHandshake, handshake, connectingPeer, open, closing, draining, lingering, closed }
+    enum State { case tlsHandshake, handshake, responding, connectingPeer, open, closing, draining, lingering, closed }
 
     unowned let server: Server
     let fd: Int32
@@ -57,6 +58,11 @@ final class Connection: EventHandler, ListMember {
     /// The client as the access log names it (from a trusted proxy's headers when there is one).
     var loggedClient: String?
     var pingSentAt: Int64?
+    /// The file body of a web-root response still being sent.
+    var fileBody: FileBody?
+    /// The response being sent leaves the connection open for another request.
+    var keepAlive = false
+    var requestsServed = 0
     /// When the current state times out (0 = never).
     var deadline: Int64
 
@@ -89,7 +95,8 @@ final class Connection: EventHandler, ListMember {
     /// Reads what the client sent until the socket is empty (or reading is paused) and acts on it.
     func readFromClient() {
         if tlsUndecided && !sniffTLS() { return }
-        while state != .closed && state != .connectingPeer && state != .tlsHandshake && !readPaused && !clientFinished {
+        while state != .closed && state != .connectingPeer && state != .tlsHandshake && state != .responding
+                && !readPaused && !clientFinished {
             let tail = inbox.writableTail(minimum: server.limits.readChunk)
             switch SocketIO.read(fd, tls, into: tail) {
             case .bytes(let n):
@@ -118,7 +125,7 @@ final class Connection: EventHandler, ListMember {
         case .handshake: processHandshake()
         case .open, .closing: processFrames()
         case .draining, .lingering: inbox.removeAll()
-        case .tlsHandshake, .connectingPeer, .closed: break
+        case .tlsHandshake, .connectingPeer, .responding, .closed: break
         }
     }
 
@@ -126,7 +133,7 @@ final class Connection: EventHandler, ListMember {
     private func clientEndedStream() {
         clientFinished = true
         switch state {
-        case .tlsHandshake, .handshake, .connectingPeer, .lingering:
+        case .tlsHandshake, .handshake, .responding, .connectingPeer, .lingering:
             destroy()
         case .open, .closing:
             if record.closedBy == nil { record.closedBy = "client" }
@@ -144,10 +151,12 @@ final class Connection: EventHandler, ListMember {
     func destroy() {
         guard state != .closed else { return }
         state = .closed
-        if let accessLog = server.accessLog {
+        // After a kept-alive response, a connection closing before its next request has nothing to log.
+        if let accessLog = server.accessLog, requestsServed == 0 || record.status != 0 {
             accessLog.write(record.line(client: loggedClient ?? clientAddress, now: server.now))
         }
         if let token { server.reactor.unregister(token) }
+        fileBody = nil
         tls = nil
         close(fd)
         detachPeer()

@@ -13,6 +13,8 @@ public struct Limits: Sendable {
     public var peerBufferBytes = 1 << 20
     /// How long a close handshake or a final flush may take before the connection is dropped.
     public var closeTimeoutMilliseconds: Int64 = 5_000
+    /// How long a web-root response may go without the client taking any of it (nginx's send_timeout).
+    public var sendTimeoutMilliseconds: Int64 = 60_000
     public var pingIntervalMilliseconds: Int64 = 30_000
     /// How long a graceful shutdown waits for clients to finish their close handshakes.
     public var shutdownTimeoutMilliseconds: Int64 = 5_000
