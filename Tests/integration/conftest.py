@@ -1,4 +1,5 @@
 """Fixtures that start the real websocksy binary and talk to it over real sockets."""
+import asyncio
 import os
 import re
 import signal
@@ -139,3 +140,19 @@ def peer_factory():
     yield start
     for p in started:
         p.stop()
+
+
+def refusal_status(url, **connect_options):
+    """The HTTP status with which the gateway refuses a WebSocket upgrade (fails if it accepts)."""
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    async def attempt():
+        try:
+            async with websockets.connect(url, **connect_options):
+                pass
+        except InvalidStatus as refused:
+            return refused.response.status_code
+        raise AssertionError(f"{url}: the upgrade was accepted")
+    return asyncio.run(attempt())
+

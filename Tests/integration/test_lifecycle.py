@@ -1,6 +1,5 @@
 """Keepalive, graceful shutdown, configuration errors, and resource hygiene under bad input."""
 import asyncio
-import os
 import signal
 import socket
 import struct

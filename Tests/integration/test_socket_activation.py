@@ -24,7 +24,7 @@ def test_serves_the_inherited_socket(workers):
     listener.close()  # only the gateway holds it now
     try:
         line = proc.stderr.readline()
-        assert f"listening on" in line and ("127.0.0.1:%d" % port in line or "passed by the service manager" in line), line
+        assert "listening on" in line and ("127.0.0.1:%d" % port in line or "passed by the service manager" in line), line
 
         async def go():
             for i in range(6):

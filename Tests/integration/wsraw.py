@@ -1,5 +1,4 @@
 """A deliberately small raw WebSocket client for sending what real clients never would."""
-import base64
 import os
 import socket
 import struct
