@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import WebsocksyCore
 
@@ -96,6 +97,62 @@ import Testing
         #expect(throws: ConfigError.self) { _ = try BackendFactory.make(c) }
     }
 
+    /// Huge timeouts used to trap in `Limits` (seconds × 1000) at start-up or on the first client.
+    @Test(arguments: [["--handshake-timeout", "9999999999999999"], ["--handshake-timeout", "9223372036854775"],
+                      ["--connect-timeout", "31536001"], ["--shutdown-timeout", "9223372036854775807"],
+                      ["--idle-timeout", "-1"], ["-k", "99999999999"], ["--max-connections", "9223372036854775807"],
+                      ["--max-headers", "100000"], ["--max-message", "2048G"], ["--buffer-memory", "1k"], ["--buffer-memory", "lots"]])
+    func outOfRangeNumbersAreRefused(_ args: [String]) {
+        #expect(throws: ConfigError.self) { _ = try CommandLineParser.parse(args) }
+    }
+
+    @Test func rangeErrorsNameFileLineAndRange() {
+        var c = Configuration()
+        do {
+            try IniFile.apply(text: "[core]\nidle-timeout = 9223372036854775\n", path: "t.cfg", into: &c)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description == "t.cfg:2: idle-timeout must be a number of seconds from 0 to 31536000 (365 days), not '9223372036854775'")
+        }
+        do {
+            try IniFile.apply(text: "[core]\nmax-message = 100\n", path: "t.cfg", into: &c)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description == "t.cfg:2: max-message must be a size from 125 to 1024G (e.g. 65536, 64k, 16M), not '100'")
+        }
+    }
+
+    @Test func largestValuesWork() throws {
+        let c = try run(["--handshake-timeout", "31536000", "--idle-timeout", "31536000", "-k", "31536000",
+                         "--shutdown-timeout", "31536000", "--connect-timeout", "31536000"])
+        let limits = Limits(c)
+        #expect(limits.handshakeTimeoutMilliseconds == 31_536_000_000 && limits.idleTimeoutMilliseconds == 31_536_000_000)
+    }
+
+    /// A configuration built in code skips the parser; `Limits` still cannot overflow.
+    @Test func limitsClampWhatTheParserWouldRefuse() {
+        var c = Configuration()
+        c.handshakeTimeout = .max
+        c.pingInterval = .min
+        c.peerBuffer = .max
+        let limits = Limits(c)
+        #expect(limits.handshakeTimeoutMilliseconds == Int64(Configuration.maxSeconds) * 1000)
+        #expect(limits.pingIntervalMilliseconds == 0 && limits.peerBufferBytes == .max)
+    }
+
+    @Test func bufferMemory() throws {
+        #expect(try run([]).bufferMemory == 0)
+        #expect(try run(["--buffer-memory", "auto"]).bufferMemory == 0)
+        let c = try run(["--buffer-memory", "64M"])
+        #expect(c.bufferMemory == 64 << 20 && Limits(c).bufferMemoryBytes == 64 << 20)
+        var ini = Configuration()
+        try IniFile.apply(text: "[core]\nbuffer-memory = 2G\n", path: "t.cfg", into: &ini)
+        #expect(ini.bufferMemory == 2 << 30)
+        // auto: a quarter of physical memory.
+        let physical = sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
+        #expect(Limits(Configuration()).bufferMemoryBytes == physical / 4)
+    }
+
     @Test func byteSizes() {
         #expect(ByteSize.parse("100") == 100)
         #expect(ByteSize.parse("64k") == 65536)
@@ -103,6 +160,8 @@ import Testing
         #expect(ByteSize.parse("1G") == 1 << 30)
         #expect(ByteSize.parse("k") == nil)
         #expect(ByteSize.parse("99999999999999999999G") == nil)
+        #expect(ByteSize.format(125) == "125" && ByteSize.format(4096) == "4k" && ByteSize.format(1 << 30) == "1G")
+        #expect(ByteSize.format(1 << 40) == "1024G" && ByteSize.format(3 << 20) == "3M")
     }
 }
 

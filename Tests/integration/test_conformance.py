@@ -212,7 +212,7 @@ def test_valid_close_codes_echoed(gateway, code):
     c.expect_close(code)
 
 
-@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535])
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535])
 def test_invalid_close_codes(gateway, code):
     c = connect(gateway)
     c.send(frame(8, close_body(code)))

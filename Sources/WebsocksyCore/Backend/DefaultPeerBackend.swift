@@ -67,7 +67,7 @@ public enum SubprotocolSelection: Equatable {
 
     public static func select(configured: String?, offered: [String]) -> SubprotocolSelection {
         guard let configured else {
-            return offered.isEmpty ? .none : .refused("no subprotocol is served here, but the client requires one of: \(offered.joined(separator: ", "))")
+            return offered.isEmpty ? .none : .refused("no subprotocol is served here, but the client requires one of: \(LogText.capped(offered.joined(separator: ", ")))")
         }
         if configured == "*" {
             return offered.first.map { .selected($0) } ?? .none
@@ -75,6 +75,6 @@ public enum SubprotocolSelection: Equatable {
         if let match = offered.first(where: { $0.asciiCaseInsensitiveEquals(configured) }) {
             return .selected(match)
         }
-        return offered.isEmpty ? .none : .refused("subprotocol \(configured) is required, the client offered: \(offered.joined(separator: ", "))")
+        return offered.isEmpty ? .none : .refused("subprotocol \(configured) is required, the client offered: \(LogText.capped(offered.joined(separator: ", ")))")
     }
 }

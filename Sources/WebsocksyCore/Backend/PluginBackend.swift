@@ -72,7 +72,7 @@ public final class PluginBackend: Backend {
         }
         let config = info.framing_config.map { FramingConfig(adopting: $0) }
         guard let hostPointer = info.host else {
-            return .refuse(.init(.notFound, "no peer for \(request.target)"))
+            return .refuse(.init(.notFound, "no peer for \(LogText.capped(request.target))"))
         }
         let host = String(cString: hostPointer)
         let port = info.port.map { String(cString: $0) }

@@ -47,7 +47,7 @@ public enum CommandLineParser {
             case "--tls-only", "--tls-verify-client":
                 try config.setCore(String(arg.dropFirst(2)), "yes", at: origin)
             case "--connect-timeout": try config.setCore("connect-timeout", value(for: arg), at: origin)
-            case "--peer-buffer": try config.setCore("peer-buffer", value(for: arg), at: origin)
+            case "--peer-buffer", "--buffer-memory": try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "-c", "--config":
                 let option = try value(for: arg)
                 guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
@@ -100,6 +100,10 @@ public enum CommandLineParser {
           --peer-buffer SIZE
                             cap on peer data waiting to be framed (default 1M); a framing
                             function that frames nothing before it is full closes with 1009
+          --buffer-memory SIZE
+                            process-wide budget for buffered message bytes (default auto = a
+                            quarter of physical memory); a connection that would exceed it
+                            waits, and one holding more than its fair share is closed with 1009
           --tls-cert FILE   PEM certificate (and chain) for wss://; plain and TLS clients then
                             share the port, told apart by their first byte
           --tls-key FILE    PEM private key (default: read from the certificate file)
@@ -152,10 +156,11 @@ public enum CommandLineParser {
                             * = the first offered, NAME = NAME when offered
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
-    connect-timeout, peer-buffer, plugins, backend, max-connections, max-header-bytes, max-headers,
-    idle-timeout, shutdown-timeout, origin, user, unix-mode, workers, web, access-log,
-    trusted-proxy, tls-cert, tls-key, tls-only, tls-priority, tls-ca, tls-verify-client,
-    peer-tls-ca, peer-tls-verify.
+    connect-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
+    max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
+    workers, web, access-log, trusted-proxy, tls-cert, tls-key, tls-only, tls-priority, tls-ca,
+    tls-verify-client, peer-tls-ca, peer-tls-verify. Timeouts and intervals are whole seconds,
+    at most 31536000 (365 days).
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the
     configuration and the TLS certificate for new connections; SIGUSR1 reopens the access log.

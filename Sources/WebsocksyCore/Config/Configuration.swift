@@ -18,6 +18,11 @@ public struct Configuration: Sendable {
     public static let defaultMaxHeaderBytes = 16384
     public static let defaultMaxHeaders = 100
     public static let defaultShutdownTimeout = 5
+    /// Longest timeout or interval accepted, in seconds (365 days): far beyond any sensible setting,
+    /// and small enough that deadlines computed in milliseconds can never overflow.
+    public static let maxSeconds = 365 * 86400
+    /// Largest size accepted for max-message and buffer-memory (1024G).
+    public static let maxSize: UInt64 = 1 << 40
 
     public var port = defaultPort
     public var listen = defaultListen
@@ -30,6 +35,9 @@ public struct Configuration: Sendable {
     public var connectTimeout = defaultConnectTimeout
     /// Cap on peer bytes waiting for the framing function.
     public var peerBuffer = defaultPeerBuffer
+    /// Process-wide budget for bytes buffered for message assembly and queues; 0 = auto (a quarter
+    /// of physical memory, resolved in `Limits`).
+    public var bufferMemory: UInt64 = 0
     /// Clients beyond this many get 503.
     public var maxConnections = defaultMaxConnections
     public var maxHeaderBytes = defaultMaxHeaderBytes
@@ -89,20 +97,12 @@ public struct Configuration: Sendable {
         case "listen":
             guard !value.isEmpty else { throw ConfigError(origin.description, "listen needs a host or address") }
             listen = value
-        case "ping":
-            guard let s = Int(value), s >= 0 else { throw ConfigError(origin.description, "ping must be a number of seconds (0 = off), not '\(value)'") }
-            pingInterval = s
-        case "handshake-timeout":
-            guard let s = Int(value), s >= 1 else { throw ConfigError(origin.description, "handshake-timeout must be a number of seconds (at least 1), not '\(value)'") }
-            handshakeTimeout = s
-        case "connect-timeout":
-            guard let s = Int(value), s >= 1 else { throw ConfigError(origin.description, "connect-timeout must be a number of seconds (at least 1), not '\(value)'") }
-            connectTimeout = s
-        case "peer-buffer":
-            guard let n = ByteSize.parse(value), n >= 4096, n <= 1 << 30 else {
-                throw ConfigError(origin.description, "peer-buffer must be a size from 4k to 1G, not '\(value)'")
-            }
-            peerBuffer = n
+        case "ping": pingInterval = try seconds(key, value, origin, minimum: 0)
+        case "handshake-timeout": handshakeTimeout = try seconds(key, value, origin, minimum: 1)
+        case "connect-timeout": connectTimeout = try seconds(key, value, origin, minimum: 1)
+        case "peer-buffer": peerBuffer = try size(key, value, origin, minimum: 4096, maximum: 1 << 30)
+        case "buffer-memory":
+            bufferMemory = try value == "auto" ? 0 : size(key, value, origin, minimum: 1 << 20, maximum: Self.maxSize, auto: true)
         case "plugins":
             guard !value.isEmpty else { throw ConfigError(origin.description, "plugins needs a directory") }
             pluginDirectory = value
@@ -114,11 +114,11 @@ public struct Configuration: Sendable {
         case "tls-verify-client": tls.verifyClient = try boolean(key, value, origin)
         case "peer-tls-ca": tls.peerCA = try nonEmpty(key, value, origin)
         case "peer-tls-verify": tls.peerVerify = try boolean(key, value, origin)
-        case "max-connections": maxConnections = try count(key, value, origin, minimum: 1)
+        case "max-connections": maxConnections = try count(key, value, origin, minimum: 1, maximum: 10_000_000)
         case "max-header-bytes": maxHeaderBytes = Int(try size(key, value, origin, minimum: 1024, maximum: 1 << 20))
-        case "max-headers": maxHeaders = try count(key, value, origin, minimum: 8)
-        case "idle-timeout": idleTimeout = try count(key, value, origin, minimum: 0)
-        case "shutdown-timeout": shutdownTimeout = try count(key, value, origin, minimum: 0)
+        case "max-headers": maxHeaders = try count(key, value, origin, minimum: 8, maximum: 10_000)
+        case "idle-timeout": idleTimeout = try seconds(key, value, origin, minimum: 0)
+        case "shutdown-timeout": shutdownTimeout = try seconds(key, value, origin, minimum: 0)
         case "origin":
             let trimmed = value.hasSuffix("/") ? String(value.dropLast()) : value
             guard !trimmed.isEmpty, trimmed == "null" || trimmed.contains("://") else {
@@ -143,11 +143,7 @@ public struct Configuration: Sendable {
                 }
                 workers = n
             }
-        case "max-message":
-            guard let n = ByteSize.parse(value), n >= 125 else {
-                throw ConfigError(origin.description, "max-message must be a size of at least 125 bytes (e.g. 65536, 64k, 16M), not '\(value)'")
-            }
-            maxMessage = n
+        case "max-message": maxMessage = try size(key, value, origin, minimum: 125, maximum: Self.maxSize)
         case "backend":
             guard !value.isEmpty else { throw ConfigError(origin.description, "backend needs a name") }
             if backendOrigin != nil || !backendOptions.isEmpty {
@@ -166,16 +162,26 @@ public struct Configuration: Sendable {
         return value
     }
 
-    private func count(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: Int) throws(ConfigError) -> Int {
-        guard let n = Int(value), n >= minimum else {
-            throw ConfigError(origin.description, "\(key) must be a whole number of at least \(minimum), not '\(value)'")
+    private func count(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: Int, maximum: Int) throws(ConfigError) -> Int {
+        guard let n = Int(value), n >= minimum, n <= maximum else {
+            throw ConfigError(origin.description, "\(key) must be a whole number from \(minimum) to \(maximum), not '\(value)'")
         }
         return n
     }
 
-    private func size(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: UInt64, maximum: UInt64) throws(ConfigError) -> UInt64 {
+    private func seconds(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: Int) throws(ConfigError) -> Int {
+        guard let n = Int(value), n >= minimum, n <= Self.maxSeconds else {
+            throw ConfigError(origin.description, "\(key) must be a number of seconds from \(minimum) to \(Self.maxSeconds) (365 days), not '\(value)'")
+        }
+        return n
+    }
+
+    /// `auto`: the key also takes the word `auto`, which the error then names.
+    private func size(_ key: String, _ value: String, _ origin: SettingOrigin, minimum: UInt64, maximum: UInt64,
+                      auto: Bool = false) throws(ConfigError) -> UInt64 {
         guard let n = ByteSize.parse(value), n >= minimum, n <= maximum else {
-            throw ConfigError(origin.description, "\(key) must be a size from \(minimum) to \(maximum) bytes, not '\(value)'")
+            throw ConfigError(origin.description, "\(key) must be a size from \(ByteSize.format(minimum)) to \(ByteSize.format(maximum))"
+                              + "\(auto ? " or auto" : "") (e.g. 65536, 64k, 16M), not '\(value)'")
         }
         return n
     }
@@ -207,5 +213,13 @@ enum ByteSize {
         guard let n = UInt64(digits) else { return nil }
         let (product, overflow) = n.multipliedReportingOverflow(by: multiplier)
         return overflow || product > (1 << 62) ? nil : product
+    }
+
+    /// `n` with the largest suffix that divides it exactly: 4096 → "4k", 1 << 30 → "1G", 125 → "125".
+    static func format(_ n: UInt64) -> String {
+        for (shift, suffix) in [(30, "G"), (20, "M"), (10, "k")] where n > 0 && n % (1 << shift) == 0 {
+            return "\(n >> shift)\(suffix)"
+        }
+        return String(n)
     }
 }

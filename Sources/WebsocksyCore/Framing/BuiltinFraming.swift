@@ -3,6 +3,33 @@ import Glibc
 
 /// The built-in framing functions, written against the same C signature as plugins.
 enum BuiltinFraming {
+    /// The kind of messages a built-in cuts: what the core may rely on without checking.
+    enum Kind {
+        /// Text only when the bytes are valid UTF-8, else binary (`auto`, `newline`).
+        case textWhenValid
+        /// Always binary (`binary`, `separator`).
+        case binary
+    }
+
+    /// The kind of `function` when it is a built-in; nil for a plugin's function.
+    static func kind(of function: ws_framing) -> Kind? {
+        switch address(of: function) {
+        case address(of: auto), address(of: autoDatagram), address(of: newline): .textWhenValid
+        case address(of: binary), address(of: separator): .binary
+        default: nil
+        }
+    }
+
+    /// The function to run for a peer: on datagram peers `auto` frames each datagram whole.
+    static func forPeer(_ function: ws_framing, datagram: Bool) -> ws_framing {
+        datagram && address(of: function) == address(of: auto) ? autoDatagram : function
+    }
+
+    /// Framing functions are C function pointers: two are the same function when their addresses are.
+    static func address(of function: ws_framing) -> UnsafeRawPointer {
+        unsafeBitCast(function, to: UnsafeRawPointer.self)
+    }
+
     /// Everything now: text when it is valid UTF-8, else binary. A UTF-8 sequence cut off at the end
     /// of the buffer (the rest is still in flight) is held back so a text stream split mid-character
     /// stays text; it goes out with the next read.
@@ -19,6 +46,14 @@ enum BuiltinFraming {
         // Valid but unfinished: frame the complete characters, keep the 1–3 trailing bytes.
         let tail = UTF8Validator.incompleteTailLength(bytes)
         return Int64(length - tail)
+    }
+
+    /// `auto` for datagram peers, where one read is one datagram and must be one message: all of it,
+    /// text when it is valid UTF-8, else binary. Nothing is held back to join the next datagram.
+    static let autoDatagram: ws_framing = { data, length, _, opcode, _, _ in
+        guard let data else { return 0 }
+        opcode!.pointee = UTF8Validator.isValid(UnsafeRawBufferPointer(start: data, count: length)) ? ws_frame_text : ws_frame_binary
+        return Int64(length)
     }
 
     /// Everything now, binary.

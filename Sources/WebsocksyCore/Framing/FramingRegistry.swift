@@ -24,6 +24,13 @@ public enum FramingRegistry {
 
     public static var names: [String] { functions.keys.sorted() }
 
+    /// The name `function` is registered under, for log lines; nil for a function a backend plugin
+    /// returned without registering it.
+    static func name(of function: ws_framing) -> String? {
+        let wanted = BuiltinFraming.address(of: function)
+        return functions.first { BuiltinFraming.address(of: $0.value) == wanted }?.key
+    }
+
     /// Checks a built-in's configuration string at start-up, so a typo is a start-up error and not a
     /// failure on every connection.
     public static func validate(name: String, config: String?) throws(FramingConfigError) {

@@ -126,7 +126,7 @@ public struct HandshakeParser: Sendable {
         guard isUpgrade else {
             return .plain(PlainRequest(method: method, target: target, minorVersion: version, headers: headers))
         }
-        guard method == "GET" else { throw .init(.badRequest, "method \(method) is not GET") }
+        guard method == "GET" else { throw .init(.badRequest, "method \(LogText.capped(method)) is not GET") }
         guard version >= 1 else { throw .init(.badRequest, "HTTP/1.1 or later is required") }
         guard hosts == 1 else { throw .init(.badRequest, "exactly one Host header is required") }
         guard connectionUpgrade else { throw .init(.badRequest, "Connection header does not contain Upgrade") }

@@ -25,7 +25,8 @@ public final class StaticFiles {
             return Self.page(404, "Not Found", "Not found.")
         }
         // O_NONBLOCK: opening a FIFO someone left in the root must not stall the event loop.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        // O_NOFOLLOW: `path` is already resolved, so a link here was swapped in since the check.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
         guard fd >= 0 else {
             return errno == EACCES ? Self.page(403, "Forbidden", "Cannot read the file.") : Self.page(404, "Not Found", "Not found.")
         }
@@ -47,18 +48,20 @@ public final class StaticFiles {
 
     /// The file a request target names, or nil when it does not exist or lies outside the root
     /// (`..`, encoded slashes and symbolic links are all settled by resolving the real path).
+    /// A directory's `index.html` is resolved and checked again: it may itself be a link out.
     func resolve(_ target: String) -> String? {
-        var path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
-        guard let decoded = Self.percentDecode(path), !decoded.contains("\0") else { return nil }
-        path = decoded
-        guard let real = realpath(root + path, nil) else { return nil }
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        guard let decoded = Self.percentDecode(path), !decoded.contains("\0"),
+              let resolved = contained(root + decoded) else { return nil }
+        return PluginDirectory.isDirectory(resolved) ? contained(resolved + "/index.html") : resolved
+    }
+
+    /// The real path of `path` (every symbolic link followed) when it lies inside the root, else nil.
+    private func contained(_ path: String) -> String? {
+        guard let real = realpath(path, nil) else { return nil }
         defer { free(real) }
-        var resolved = String(cString: real)
-        guard resolved == root || resolved.hasPrefix(root + "/") else { return nil }
-        if PluginDirectory.isDirectory(resolved) {
-            resolved += "/index.html"
-        }
-        return resolved
+        let resolved = String(cString: real)
+        return resolved == root || resolved.hasPrefix(root + "/") ? resolved : nil
     }
 
     static func percentDecode(_ s: String) -> String? {

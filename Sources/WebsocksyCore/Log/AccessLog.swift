@@ -49,7 +49,12 @@ struct ConnectionRecord {
     var closeCode: UInt16?
     var closedBy: String?
 
-    /// `time client "request" status proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=`
+    /// Longest value of one field, in bytes, before it is cut (a request target can be 16 KB).
+    static let fieldLimit = 1024
+
+    /// `time client "request" status proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=`.
+    /// Fields from the network are capped and escaped (controls, `"`, `\` and, outside the quotes,
+    /// spaces as `\xHH`), so every line is one line with the same fields whatever a client sends.
     func line(client: String, now: Int64) -> String {
         var stamp = time(nil)
         var parts = tm()
@@ -57,9 +62,14 @@ struct ConnectionRecord {
         let date = String(format: parts)
         let seconds = Double(now - startedAt) / 1000
         let duration = String(Int(seconds)) + "." + String(Int((seconds - Double(Int(seconds))) * 1000) + 1000).dropFirst()
-        return "\(date) \(client) \"\(request)\" \(status) proto=\(subprotocol ?? "-") peer=\(peer ?? "-") "
+        return "\(date) \(Self.field(client)) \"\(Self.field(request, quoted: true))\" \(status) "
+            + "proto=\(Self.field(subprotocol ?? "-")) peer=\(Self.field(peer ?? "-")) "
             + "in=\(messagesIn)/\(bytesIn) out=\(messagesOut)/\(bytesOut) time=\(duration) "
             + "close=\(closeCode.map(String.init) ?? "-") by=\(closedBy ?? "-")"
+    }
+
+    private static func field(_ value: String, quoted: Bool = false) -> String {
+        LogText.escaped(LogText.capped(value, to: fieldLimit), also: quoted ? [0x22, 0x5C] : [0x20, 0x22, 0x5C])
     }
 }
 

@@ -43,7 +43,8 @@ public enum Log {
             }
         }
         var line = String(decoding: stamp[0..<length], as: UTF8.self)
-        line += " \(l.tag): \(message())\n"
+        // Messages carry request targets and header values: escaped, they cannot forge lines.
+        line += " \(l.tag): \(LogText.capped(LogText.escaped(message()), to: LogText.messageLimit))\n"
         writeStderr(line)
     }
 

@@ -59,7 +59,7 @@ extension Connection {
         }
         var normalized = origin.lowercased()
         if normalized.hasSuffix("/") { normalized.removeLast() }
-        return allowed.contains(normalized) ? nil : .init(.forbidden, "origin \(origin) is not allowed")
+        return allowed.contains(normalized) ? nil : .init(.forbidden, "origin \(LogText.capped(origin)) is not allowed")
     }
 
     /// Answers with an HTTP error and closes (one log line per refused connection).

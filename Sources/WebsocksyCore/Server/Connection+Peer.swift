@@ -6,7 +6,7 @@ extension Connection {
             refuse(.init(.internalServerError, "no framing function for the peer"))
             return
         }
-        framer = PeerFramer(function: framing, config: choice.framingConfig)
+        framer = PeerFramer(function: framing, config: choice.framingConfig, datagram: choice.address.isDatagram, client: clientAddress)
         pendingUpgrade = (key, choice.subprotocol)
         state = .connectingPeer
         deadline = 0
@@ -47,10 +47,9 @@ extension Connection {
         guard state == .open, let peer = peerSocket else { return }
         let rest = peer.inbox.readable
         if rest.count > 0 {
-            // Bytes the framing function never framed still reach the client, as one last message.
+            // Bytes the framing function never framed: delivered or dropped by the framer's rule.
             let bytes = UnsafeRawBufferPointer(rest)
-            let opcode: Opcode = lastPeerOpcode == .text && UTF8Validator.isValid(bytes) ? .text : .binary
-            sendFrame(opcode, bytes)
+            if let opcode = framer?.remainderAtClose(bytes) { sendFrame(opcode, bytes) }
             peer.inbox.removeAll()
         }
         Log.debug("\(clientAddress): peer closed the connection")
@@ -83,7 +82,6 @@ extension Connection {
             case .frame(let length, let opcode):
                 if let opcode {
                     sendFrame(opcode, UnsafeRawBufferPointer(rebasing: data[0..<length]))
-                    lastPeerOpcode = opcode
                     // A failed write tears the connection down and detaches (and empties) the peer.
                     guard state != .closed, peerSocket === peer else { return }
                 }

@@ -11,9 +11,9 @@ extension Connection {
         let response: WebResponse
         if let web = server.web {
             response = web.respond(to: request)
-            Log.debug("\(clientAddress): \(request.method) \(request.target) → \(response.status)")
+            Log.debug("\(clientAddress): \(LogText.capped(request.method)) \(LogText.capped(request.target)) → \(response.status)")
         } else {
-            Log.info("\(clientAddress): refused with 426: \(request.method) \(request.target) is not a WebSocket upgrade")
+            Log.info("\(clientAddress): refused with 426: \(LogText.capped(request.method)) \(LogText.capped(request.target)) is not a WebSocket upgrade")
             response = StaticFiles.page(426, "Upgrade Required",
                                         "This is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://).",
                                         extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")

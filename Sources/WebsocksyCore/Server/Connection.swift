@@ -37,8 +37,6 @@ final class Connection: EventHandler, ListMember {
     var framer: PeerFramer?
     /// Key and subprotocol of the 101 to send once the peer is connected.
     var pendingUpgrade: (key: String, subprotocol: String?)?
-    /// Opcode of the last message framed from the peer (decides the type of a final remainder).
-    var lastPeerOpcode = Opcode.binary
 
     /// A Close frame has been queued: nothing may follow it (RFC 6455 §5.5.1).
     var closeSent = false

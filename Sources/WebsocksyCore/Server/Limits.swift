@@ -1,3 +1,5 @@
+import Glibc
+
 /// Per-connection limits and timeouts, fixed at start-up.
 public struct Limits: Sendable {
     public var maxConnections = Configuration.defaultMaxConnections
@@ -11,6 +13,8 @@ public struct Limits: Sendable {
     public var connectTimeoutMilliseconds: Int64 = 10_000
     /// Cap on bytes read from a peer that the framing function has not framed yet (→ 1009).
     public var peerBufferBytes = 1 << 20
+    /// Process-wide budget for bytes buffered for message assembly and queues (`buffer-memory`).
+    public var bufferMemoryBytes = Limits.automaticBufferMemory()
     /// How long a close handshake or a final flush may take before the connection is dropped.
     public var closeTimeoutMilliseconds: Int64 = 5_000
     /// How long a web-root response may go without the client taking any of it (nginx's send_timeout).
@@ -30,14 +34,29 @@ public struct Limits: Sendable {
 
     public init(_ config: Configuration) {
         maxMessage = config.maxMessage
-        pingIntervalMilliseconds = Int64(config.pingInterval) * 1000
-        handshakeTimeoutMilliseconds = Int64(config.handshakeTimeout) * 1000
-        connectTimeoutMilliseconds = Int64(config.connectTimeout) * 1000
-        peerBufferBytes = Int(config.peerBuffer)
+        pingIntervalMilliseconds = Self.milliseconds(config.pingInterval)
+        handshakeTimeoutMilliseconds = Self.milliseconds(config.handshakeTimeout)
+        connectTimeoutMilliseconds = Self.milliseconds(config.connectTimeout)
+        peerBufferBytes = Int(clamping: config.peerBuffer)
+        bufferMemoryBytes = config.bufferMemory == 0 ? Self.automaticBufferMemory() : Int(clamping: config.bufferMemory)
         maxConnections = config.maxConnections
         maxHeaderBytes = config.maxHeaderBytes
         maxHeaders = config.maxHeaders
-        idleTimeoutMilliseconds = Int64(config.idleTimeout) * 1000
-        shutdownTimeoutMilliseconds = Int64(config.shutdownTimeout) * 1000
+        idleTimeoutMilliseconds = Self.milliseconds(config.idleTimeout)
+        shutdownTimeoutMilliseconds = Self.milliseconds(config.shutdownTimeout)
+    }
+
+    /// Seconds as milliseconds, held to the range the parser admits: `now + timeout` can then never
+    /// overflow, even for a `Configuration` built in code rather than parsed.
+    static func milliseconds(_ seconds: Int) -> Int64 {
+        Int64(min(max(seconds, 0), Configuration.maxSeconds)) * 1000
+    }
+
+    /// `buffer-memory = auto`: a quarter of physical memory, or 1G when the system does not say.
+    static func automaticBufferMemory() -> Int {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return 1 << 30 }
+        let (bytes, overflow) = pages.multipliedReportingOverflow(by: pageSize)
+        return overflow ? Int.max / 4 : bytes / 4
     }
 }

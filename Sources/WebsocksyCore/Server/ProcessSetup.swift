@@ -9,11 +9,12 @@ public enum ProcessSetup {
     }
 
     /// Drops to `user` and its groups when running as root (after binding and reading certificates).
-    /// Refuses to go on as root if that fails.
+    /// Refuses to go on as root if that fails. A worker forked by a supervisor that has dropped
+    /// already runs as `user`: nothing is left to do.
     public static func dropPrivileges(to user: String?) throws(ConfigError) {
         guard let user else { return }
         guard getuid() == 0 || geteuid() == 0 else {
-            Log.warning("not started as root: user = \(user) has nothing to do")
+            if getpwnam(user)?.pointee.pw_uid != getuid() { Log.warning("not started as root: user = \(user) has nothing to do") }
             return
         }
         guard let entry = getpwnam(user) else { throw ConfigError("user", "no such user '\(user)'") }

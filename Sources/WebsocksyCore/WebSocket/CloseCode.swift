@@ -14,11 +14,12 @@ public struct CloseCode: RawRepresentable, Equatable, Hashable, Sendable, Custom
     public static let internalError = CloseCode(1011)
 
     /// Whether a peer may send this code in a Close frame (§7.4.1, §7.4.2): the defined codes
-    /// 1000–1003 and 1007–1011, and the ranges for libraries (3000–3999) and applications (4000–4999).
+    /// 1000–1003 and 1007–1011, 1012–1014 added by the IANA registry (service restart, try again
+    /// later, bad gateway), and the ranges for libraries (3000–3999) and applications (4000–4999).
     /// 1005, 1006 and 1015 exist only as local indications and are never valid on the wire.
     public static func isValidOnWire(_ code: UInt16) -> Bool {
         switch code {
-        case 1000...1003, 1007...1011, 3000...4999: true
+        case 1000...1003, 1007...1014, 3000...4999: true
         default: false
         }
     }
