@@ -4,7 +4,8 @@
 
 Modes: echo (send back what arrives), sink (read to EOF, then print "SHA256 <hex> <bytes>"),
 script (send each chunk of ARG, a Python literal list of bytes, 50 ms apart, then close),
-flood (send ARG bytes of "z"), hold (accept and never read),
+flood (send ARG bytes of "z"), hold (accept and never read), halfclose (send the text ARG, shut down
+the sending side, read to EOF, then print "LINES <count> <bytes>"),
 tls-echo (echo over TLS; ARG is CERT:KEY), aecho (echo with asyncio, for many connections). Prints "READY <address>" once listening.
 """
 import ast
@@ -64,6 +65,14 @@ def serve_stream(conn, mode, arg):
             conn.sendall(block)
     elif mode == "hold":
         time.sleep(3600)
+    elif mode == "halfclose":
+        conn.sendall(arg.encode())
+        conn.shutdown(socket.SHUT_WR)
+        received = b""
+        while data := conn.recv(1 << 20):
+            received += data
+        lines = received.count(b"\n")
+        print(f"LINES {lines} {len(received)}", flush=True)
     conn.close()
 
 

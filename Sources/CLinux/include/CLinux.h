@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stddef.h>

@@ -22,6 +22,11 @@ public final class Reactor {
     private var freeSlots: [Int32] = []
     private var events: UnsafeMutablePointer<epoll_event>
     private let eventCapacity = 256
+    /// Registrations to visit on the next turn without waiting for the kernel: bytes already
+    /// buffered in user space (by TLS, or held back while reading was paused) that epoll cannot
+    /// announce, and failures found in the middle of another handler's work.
+    private var soon: [Token] = []
+    private var soonSpare: [Token] = []
 
     public init() throws(SystemError) {
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -62,6 +67,20 @@ public final class Reactor {
         }
     }
 
+    /// Hands a registration to another handler (a connected socket passing from its connector to
+    /// the endpoint that uses it) without touching the epoll set.
+    public func replaceHandler(_ token: Token, with handler: EventHandler) {
+        let slot = Int(token.slot)
+        guard generations[slot] == token.generation, handlers[slot] != nil else { return }
+        handlers[slot] = handler
+    }
+
+    /// Calls the handler with `EpollEvents.deferred` on the next turn of the loop, after the events
+    /// the kernel reports; the poll of that turn does not wait.
+    public func wakeSoon(_ token: Token) {
+        soon.append(token)
+    }
+
     /// Forgets a registration. The caller closes the descriptor, which removes it from the epoll set.
     public func unregister(_ token: Token) {
         let slot = Int(token.slot)
@@ -74,7 +93,7 @@ public final class Reactor {
     /// Waits up to `timeoutMilliseconds` and dispatches what is ready. Returns the number of events.
     @discardableResult
     public func poll(timeoutMilliseconds: Int32) -> Int {
-        let n = epoll_wait(epollFD, events, Int32(eventCapacity), timeoutMilliseconds)
+        let n = epoll_wait(epollFD, events, Int32(eventCapacity), soon.isEmpty ? timeoutMilliseconds : 0)
         if n < 0 {
             if errno != EINTR { Log.error("\(SystemError("epoll_wait"))") }
             return 0
@@ -86,6 +105,16 @@ public final class Reactor {
             guard slot < handlers.count, generations[slot] == generation, let handler = handlers[slot] else { continue }
             handler.handleEvent(events[i].events)
         }
+        if !soon.isEmpty {
+            // Swap buffers: a handler woken now may ask to be woken again on the next turn.
+            swap(&soon, &soonSpare)
+            for token in soonSpare {
+                let slot = Int(token.slot)
+                guard generations[slot] == token.generation, let handler = handlers[slot] else { continue }
+                handler.handleEvent(EpollEvents.deferred)
+            }
+            soonSpare.removeAll(keepingCapacity: true)
+        }
         return Int(n)
     }
 }
@@ -96,4 +125,7 @@ public enum EpollEvents {
     public static let writable = UInt32(EPOLLOUT.rawValue)
     public static let hangup = UInt32(EPOLLHUP.rawValue)
     public static let error = UInt32(EPOLLERR.rawValue)
+    /// Not from the kernel: a wake-up asked for with `Reactor.wakeSoon`. The bit is EPOLLONESHOT's,
+    /// an input-only flag epoll never reports.
+    public static let deferred = UInt32(EPOLLONESHOT.rawValue)
 }

@@ -1,18 +1,18 @@
 /// The opening handshake: parse, ask the backend, answer 101 or refuse.
 extension Connection {
     func processHandshake() {
-        switch handshakeParser.parse(UnsafeRawBufferPointer(inbox.readable)) {
+        switch handshakeParser.parse(UnsafeRawBufferPointer(client.inbox.readable)) {
         case .incomplete:
             return
         case .rejected(let rejection):
             refuse(rejection)
         case .plain(let request, let consumed):
-            inbox.consume(consumed)
+            client.inbox.consume(consumed)
             record.request = "\(request.method) \(request.target)"
             loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             servePlain(request)
         case .complete(let request, let consumed):
-            inbox.consume(consumed)
+            client.inbox.consume(consumed)
             record.request = "GET \(request.target)"
             loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             if let rejection = checkOrigin(request) {
@@ -26,27 +26,28 @@ extension Connection {
                 Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
                 record.peer = choice.address.description
                 record.subprotocol = choice.subprotocol
+                pendingUpgrade = (request.key, choice.subprotocol)
                 if choice.address == .echo {
-                    isEcho = true
-                    completeUpgrade(key: request.key, subprotocol: choice.subprotocol)
+                    completeUpgrade(peer: .echo)
                 } else {
-                    connectPeer(choice, key: request.key)
+                    connectPeer(choice)
                 }
             }
         }
     }
 
-    /// Sends the 101 and starts bridging.
-    func completeUpgrade(key: String, subprotocol: String?) {
+    /// Sends the 101 and hands the client to a bridge with its peer.
+    func completeUpgrade(peer: Bridge.Peer) {
+        guard let (key, subprotocol) = pendingUpgrade else { return }
+        pendingUpgrade = nil
         record.status = 101
         let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol)
-        response.withUnsafeBytes { sendRaw($0) }
-        guard state == .handshake || state == .connectingPeer else { return }
-        state = .open
-        deadline = 0
-        updateInterest()
+        response.withUnsafeBytes { client.send($0) }
+        let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer)
+        becomeOpen(bridge)
+        client.resumeReading()
         // Frames may have arrived right behind the request.
-        processFrames()
+        bridge.processClientInput()
     }
 
     /// Cross-site WebSocket hijacking defence: with `origin` configured, only listed pages may connect.
@@ -67,7 +68,7 @@ extension Connection {
         Log.info("\(clientAddress): refused with \(rejection.status.rawValue): \(rejection.reason)")
         record.status = rejection.status.rawValue
         let response = HandshakeResponse.reject(rejection)
-        response.withUnsafeBytes { sendRaw($0) }
-        startDraining()
+        response.withUnsafeBytes { client.send($0) }
+        finishClient()
     }
 }

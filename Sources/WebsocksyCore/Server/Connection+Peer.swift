@@ -1,139 +1,85 @@
-/// The connection's socket peer: connecting before the upgrade, bytes both ways, ending.
+import Glibc
+
+/// Connecting the peer the backend chose, before the 101 (websocksy does the same): a peer that
+/// cannot be reached gets the client a 502 instead of an upgrade that closes at once.
 extension Connection {
-    /// Starts connecting; the 101 goes out once the peer is connected (websocksy does the same).
-    func connectPeer(_ choice: PeerChoice, key: String) {
+    func connectPeer(_ choice: PeerChoice) {
         guard let framing = choice.framing else {
             refuse(.init(.internalServerError, "no framing function for the peer"))
             return
         }
         framer = PeerFramer(function: framing, config: choice.framingConfig, datagram: choice.address.isDatagram, client: clientAddress)
-        pendingUpgrade = (key, choice.subprotocol)
-        state = .connectingPeer
-        deadline = 0
-        let socket = PeerSocket(server: server, owner: self, address: choice.address)
-        peerSocket = socket
-        socket.start()
-        // Stop reading the client only if the connect did not complete at once (loopback usually does).
-        if state == .connectingPeer { updateInterest() }
-    }
-
-    func peerConnected() {
-        guard state == .connectingPeer, let (key, subprotocol) = pendingUpgrade else { return }
-        pendingUpgrade = nil
-        completeUpgrade(key: key, subprotocol: subprotocol)
-    }
-
-    func peerFailed(_ reason: String) {
-        peerSocket = nil
-        switch state {
-        case .connectingPeer:
-            refuse(.init(.badGateway, "peer unreachable: \(reason)"))
-        case .open:
-            Log.info("\(clientAddress): peer error: \(reason); closing with 1011")
-            initiateClose(.internalError, reason: "peer error", by: "peer")
-        default:
-            break
-        }
-    }
-
-    func peerReceived(lastRead: Int) {
-        lastData = server.now
-        frameFromPeer(lastRead: lastRead)
-    }
-
-    /// The peer closed its side: what it sent is framed and delivered, then the client gets 1000.
-    func peerEnded() {
-        frameFromPeer(lastRead: 0)
-        guard state == .open, let peer = peerSocket else { return }
-        let rest = peer.inbox.readable
-        if rest.count > 0 {
-            // Bytes the framing function never framed: delivered or dropped by the framer's rule.
-            let bytes = UnsafeRawBufferPointer(rest)
-            if let opcode = framer?.remainderAtClose(bytes) { sendFrame(opcode, bytes) }
-            peer.inbox.removeAll()
-        }
-        Log.debug("\(clientAddress): peer closed the connection")
-        initiateClose(.normalClosure, by: "peer")
-        detachPeer()
-    }
-
-    func peerBufferFull() {
-        Log.info("\(clientAddress): the framing function left \(server.limits.peerBufferBytes) bytes from the peer unframed; closing with 1009")
-        initiateClose(.messageTooBig, reason: "peer data not framed")
-        detachPeer()
-    }
-
-    /// The peer's queue drained: client reads held back for it may resume.
-    func peerDrained() {
-        resumeClientReadsIfPossible()
-    }
-
-    /// Runs the framing function over what the peer sent and sends each message it cuts.
-    private func frameFromPeer(lastRead: Int) {
-        guard let peer = peerSocket, let framer else { return }
-        var last = lastRead
-        while state == .open {
-            let data = peer.inbox.readable
-            guard data.count > 0 else { break }
-            switch framer.next(data, lastRead: min(last, data.count)) {
-            case .needMore:
-                if data.count >= server.limits.peerBufferBytes { peerBufferFull() }
-                return finishFraming(peer)
-            case .frame(let length, let opcode):
-                if let opcode {
-                    sendFrame(opcode, UnsafeRawBufferPointer(rebasing: data[0..<length]))
-                    // A failed write tears the connection down and detaches (and empties) the peer.
-                    guard state != .closed, peerSocket === peer else { return }
-                }
-                peer.inbox.consume(length)
-                last = max(0, last - length)
-            case .failed(let why):
-                Log.info("\(clientAddress): \(why); closing with 1011")
-                initiateClose(.internalError, reason: "framing error")
-                detachPeer()
-                return
-            }
-        }
-        finishFraming(peer)
-    }
-
-    /// Backpressure peer → client: stop reading the peer while the client's queue is over its mark.
-    private func finishFraming(_ peer: PeerSocket) {
-        if outbox.count > server.limits.outboxHighWater { peer.pauseReading() }
-    }
-
-    /// Client payload to a socket peer: streamed as it arrives, or one datagram per message.
-    func deliverToSocket(_ peer: PeerSocket, _ payload: UnsafeRawBufferPointer, messageEnd: Bool) {
-        if peer.isDatagram {
-            guard peer.appendDatagram(payload, messageEnd: messageEnd) else {
-                Log.info("\(clientAddress): message too large for one datagram; closing with 1009")
-                sendClose(.messageTooBig, reason: "message too large for a datagram")
-                startDraining()
-                return
-            }
+        peerAddress = choice.address
+        setState(.connectingPeer)
+        deadline = server.now + server.limits.connectTimeoutMilliseconds
+        let connector = PeerConnector(server: server, address: choice.address)
+        self.connector = connector
+        if let outcome = connector.start(completion: { [unowned self] in self.peerConnectFinished($0) }) {
+            peerConnectFinished(outcome)
         } else {
-            peer.write(payload)
+            // Not connected at once (loopback usually is): the client waits, unread.
+            client.pauseReading()
         }
-        if peer.queuedBytes > server.limits.outboxHighWater { readPaused = true }
     }
 
-    /// Hands the peer over to finish on its own (flush, half-close, wait for its close).
-    func detachPeer() {
-        guard let peer = peerSocket else { return }
-        peerSocket = nil
-        peer.finish()
-        server.adoptDetached(peer)
+    private func peerConnectFinished(_ outcome: PeerConnector.Outcome) {
+        connector = nil
+        guard state == .connectingPeer else { return }
+        switch outcome {
+        case .failed(let why):
+            refuse(.init(.badGateway, "peer unreachable: \(why)"))
+        case .connected(let fd, let token):
+            do throws(SystemError) {
+                try peerConnected(fd: fd, token: token)
+            } catch {
+                close(fd)
+                refuse(.init(.badGateway, "peer unreachable: \(error)"))
+            }
+        }
     }
 
-    /// Resumes reading the client once neither queue it feeds is over its low-water mark.
-    func resumeClientReadsIfPossible() {
-        guard readPaused, state != .lingering, state != .closed else { return }
-        guard outbox.count <= server.limits.outboxLowWater, (peerSocket?.queuedBytes ?? 0) <= server.limits.outboxLowWater else { return }
-        readPaused = false
-        processInbox()
-        guard state != .closed else { return }
-        updateInterest()
-        // Decrypted bytes GnuTLS already holds would never be announced by epoll.
-        if tls?.hasPendingData == true { readFromClient() }
+    private func peerConnected(fd: Int32, token: Reactor.Token) throws(SystemError) {
+        let limits = server.limits
+        switch peerAddress {
+        case .udp, .unixDatagram:
+            let isUnix = if case .unixDatagram = peerAddress { true } else { false }
+            let endpoint = try DatagramEndpoint(server: server, fd: fd, token: token, isUnix: isUnix,
+                                                maxDatagram: limits.peerBufferBytes, owner: nil)
+            completeUpgrade(peer: .datagram(endpoint))
+        case .tls(let host, _):
+            let endpoint = try StreamEndpoint(server: server, fd: fd, token: token, owner: self)
+            endpoint.inboxLimit = limits.peerBufferBytes
+            securingPeer = endpoint
+            let credentials: TLSCredentials
+            do throws(TLSError) {
+                credentials = try server.tls.peerCredentialsForUse()
+            } catch {
+                return refuse(.init(.badGateway, "peer unreachable: \(error)"))
+            }
+            guard let session = TLSSession.client(fd: fd, host: host, credentials: credentials,
+                                                  priority: server.tls.peerPriority, verify: server.tls.verifyPeers) else {
+                return refuse(.init(.badGateway, "peer unreachable: cannot start a TLS session"))
+            }
+            endpoint.startTLS(session)
+        default:
+            let endpoint = try StreamEndpoint(server: server, fd: fd, token: token, owner: self)
+            endpoint.inboxLimit = limits.peerBufferBytes
+            completeUpgrade(peer: .stream(endpoint))
+        }
+    }
+
+    func peerSecured(_ endpoint: StreamEndpoint) {
+        securingPeer = nil
+        guard state == .connectingPeer else { return endpoint.close() }
+        completeUpgrade(peer: .stream(endpoint))
+    }
+
+    /// The peer did not connect (or finish its TLS handshake) within `connect-timeout`.
+    func peerConnectTimedOut() {
+        connector?.cancel()
+        connector = nil
+        securingPeer?.close()
+        securingPeer = nil
+        refuse(.init(.badGateway, "peer unreachable: no connection to \(peerAddress) within \(server.limits.connectTimeoutMilliseconds / 1000) s"))
     }
 }

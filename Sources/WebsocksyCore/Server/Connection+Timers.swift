@@ -1,25 +1,34 @@
 /// Time-driven work, run from the server's periodic sweep: deadlines, keepalive, idle memory.
 extension Connection {
     func sweep(now: Int64) {
-        if deadline != 0 && now >= deadline {
-            switch state {
-            case .handshake, .tlsHandshake:
-                Log.info("\(clientAddress): handshake not completed in time")
-            case .closing:
-                Log.debug("\(clientAddress): no close frame from the client in time")
-            default:
-                break
+        switch state {
+        case .handshake, .responding:
+            if deadline != 0 && now >= deadline {
+                if state == .handshake { Log.info("\(clientAddress): handshake not completed in time") }
+                destroy()
+                return
             }
-            destroy()
+            // Between kept-alive requests the buffers go back (they are reallocated on the next read).
+            if state == .handshake { client.releaseIdleBuffers() }
+        case .connectingPeer:
+            if now >= deadline { peerConnectTimedOut() }
+        case .open:
+            bridge?.sweep(now: now)
+        case .closed:
             return
         }
-        if state == .connectingPeer, let peer = peerSocket, peer.deadline != 0, now >= peer.deadline {
-            peer.close()
-            peerSocket = nil
-            refuse(.init(.badGateway, "peer unreachable: no connection to \(peer.address) within \(server.limits.connectTimeoutMilliseconds / 1000) s"))
+    }
+}
+
+extension Bridge {
+    func sweep(now: Int64) {
+        guard !isEnded else { return }
+        if closeDeadline != 0 && now >= closeDeadline {
+            Log.debug("\(clientAddress): no close frame from the client in time")
+            abort()
             return
         }
-        if state == .open {
+        if !session.closeSent {
             let idle = server.limits.idleTimeoutMilliseconds
             if idle > 0 && now - lastData >= idle {
                 Log.debug("\(clientAddress): idle for \(idle / 1000) s; closing")
@@ -27,11 +36,11 @@ extension Connection {
                 return
             }
             keepalive(now: now)
+            guard !isEnded else { return }
         }
         if now - lastReceive >= 1000 {
             // Idle: give the buffers back (they are reallocated on the next read or write).
-            inbox.releaseIfEmpty()
-            outbox.releaseIfEmpty()
+            client.releaseIdleBuffers()
         }
     }
 
@@ -42,8 +51,7 @@ extension Connection {
         if let sentAt = pingSentAt {
             if now - sentAt >= interval {
                 Log.info("\(clientAddress): no answer to the keepalive ping; closing")
-                sendClose(.goingAway, reason: "keepalive timeout")
-                startDraining()
+                failConnection(.goingAway, reason: "keepalive timeout")
             }
         } else if now - lastReceive >= interval {
             sendFrame(.ping, UnsafeRawBufferPointer(start: nil, count: 0))

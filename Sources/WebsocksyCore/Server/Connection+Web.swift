@@ -31,10 +31,11 @@ extension Connection {
         head += "\r\n"
         var bytes = Array(head.utf8)
         bytes += response.body
-        bytes.withUnsafeBytes { sendRaw($0) }
-        guard state == .handshake else { return }  // the write failed and tore the connection down
+        bytes.withUnsafeBytes { client.send($0) }
         fileBody = response.file
-        state = .responding
+        setState(.responding)
+        // Pipelined requests wait until this response is out.
+        client.pauseReading()
         deadline = server.now + server.limits.sendTimeoutMilliseconds
         continueResponse()
     }
@@ -42,19 +43,20 @@ extension Connection {
     /// Sends the file body as far as the socket takes it (sendfile, or through the outbox for TLS);
     /// when everything is out, waits for the next request or closes.
     func continueResponse() {
-        while outbox.isEmpty, let body = fileBody, body.remaining > 0 {
+        guard client.isOpen else { return }
+        while client.queuedBytes == 0, let body = fileBody, body.remaining > 0 {
             let n: Int
-            if tls == nil {
+            if client.tls == nil {
                 var offset = off_t(body.offset)
-                n = sendfile(fd, body.fd, &offset, min(body.remaining, 1 << 20))
+                n = sendfile(client.fd, body.fd, &offset, min(body.remaining, 1 << 20))
                 if n > 0 { body.offset = Int(offset) }
             } else {
-                let tail = outbox.writableTail(minimum: 16384)
+                let tail = client.queueTail(minimum: 16384)
                 n = pread(body.fd, tail.baseAddress, min(tail.count, body.remaining, 65536), off_t(body.offset))
                 if n > 0 {
-                    outbox.commit(n)
+                    client.commitQueued(n)
                     body.offset += n
-                    guard writeOutbox() else { return }
+                    guard client.writeOutbox() else { return }
                 }
             }
             if n > 0 {
@@ -69,12 +71,12 @@ extension Connection {
             return
         }
         if fileBody?.remaining == 0 { fileBody = nil }
-        guard outbox.isEmpty && fileBody == nil else {
-            updateInterest()  // wait until the socket takes more
+        guard client.queuedBytes == 0 && fileBody == nil else {
+            client.wantsWritable()  // wait until the socket takes more
             return
         }
         guard keepAlive else {
-            startDraining()
+            finishClient()
             return
         }
         // Ready for the next request on this connection; pipelined bytes may already be here.
@@ -83,9 +85,8 @@ extension Connection {
         }
         record = ConnectionRecord(startedAt: server.now)
         handshakeParser = HandshakeParser(maxHeaderBytes: server.limits.maxHeaderBytes, maxHeaderCount: server.limits.maxHeaders)
-        state = .handshake
+        setState(.handshake)
         deadline = server.now + server.limits.handshakeTimeoutMilliseconds
-        updateInterest()
-        if !inbox.isEmpty { processInbox() }
+        client.resumeReading()
     }
 }

@@ -22,8 +22,15 @@ public final class Server {
     let tls: TLSContext
     private var listener: Listener?
     private var connections = MemberList<Connection>()
-    /// Peers whose client side has ended and that are still flushing to the peer.
-    private var detachedPeers = MemberList<PeerSocket>()
+    /// Endpoints their owners have finished with, still flushing or lingering on their own.
+    private var finishing = MemberList<Endpoint>()
+    /// Connections that ended during this turn of the loop: kept until it is over, since the
+    /// call that ended one may still be running on it.
+    private var retired: [Connection] = []
+    /// The buffer budget for assembled messages.
+    private(set) var budget: MemoryBudget!
+    /// Connections at the last return of freed memory to the system, and the most since.
+    private var peakConnections = 0
     private var signals: SignalSource?
     /// Monotonic time of the current loop turn (ms).
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
@@ -56,6 +63,9 @@ public final class Server {
             self.accepted(fd, address)
         }
         self.listener = listener
+        budget = MemoryBudget(limit: limits.bufferMemoryBytes) { [unowned self] in
+            self.connections.members.compactMap { $0.bridge }.filter { $0.assembledBytes > 0 }
+        }
         do {
             try listener.start(reactor)
             signals = try SignalSource(signals: [SIGINT, SIGTERM, SIGHUP, SIGUSR1], reactor: reactor) { [unowned self] signo in
@@ -73,16 +83,17 @@ public final class Server {
             let wait = max(0, nextSweep - now)
             reactor.poll(timeoutMilliseconds: Int32(wait))
             now = MonotonicClock.nowMilliseconds()
+            retired.removeAll(keepingCapacity: true)
             if now >= nextSweep {
                 sweep()
                 nextSweep = now + Self.sweepIntervalMilliseconds
             }
-            if let deadline = shutdownDeadline, (connections.isEmpty && detachedPeers.isEmpty) || now >= deadline {
+            if let deadline = shutdownDeadline, (connections.isEmpty && finishing.isEmpty) || now >= deadline {
                 break
             }
         }
         for connection in connections.snapshot { connection.destroy() }
-        for peer in detachedPeers.snapshot { peer.close() }
+        for endpoint in finishing.snapshot { endpoint.close() }
         backend.shutdown()
         listener?.stop(reactor)
         Log.info("stopped")
@@ -122,6 +133,7 @@ public final class Server {
             Log.error("web root not changed: \(error)")
         }
         limits = Limits(fresh)
+        budget.limit = limits.bufferMemoryBytes
         origins = fresh.origins
         trustedProxies = fresh.trustedProxies
         configuration = fresh
@@ -135,19 +147,21 @@ public final class Server {
             return
         }
         SocketOptions.setNoDelay(fd)
-        let connection = Connection(server: self, fd: fd, clientAddress: SocketOptions.describe(&address), now: now)
+        let client: StreamEndpoint
         do {
-            connection.token = try reactor.register(fd, events: EpollEvents.readable, handler: connection)
+            client = try StreamEndpoint(server: self, fd: fd, owner: nil)
         } catch {
             Log.error("\(error)")
             close(fd)
             return
         }
+        let connection = Connection(server: self, client: client, clientAddress: SocketOptions.describe(&address))
         connections.append(connection)
+        peakConnections = max(peakConnections, connections.count)
         Log.trace("\(connection.clientAddress): accepted")
         // The request has usually arrived with the connection (TCP_DEFER_ACCEPT waits for it):
         // read it now instead of on the next turn of the loop.
-        connection.handleEvent(EpollEvents.readable)
+        client.handleEvent(EpollEvents.readable)
     }
 
     /// Answers a client the server will not take and closes it without creating a connection.
@@ -163,26 +177,37 @@ public final class Server {
 
     func connectionClosed(_ connection: Connection) {
         connections.remove(connection)
+        retired.append(connection)
     }
 
-    /// Keeps a peer that is finishing on its own in view of the sweep until it closes.
-    func adoptDetached(_ peer: PeerSocket) {
-        guard peer.state != .closed else { return }
-        detachedPeers.append(peer)
+    /// Keeps an endpoint that is finishing on its own in view of the sweep until it closes.
+    func adoptFinishing(_ endpoint: Endpoint) {
+        guard !endpoint.isClosed else { return }
+        finishing.append(endpoint)
     }
 
-    func peerClosed(_ peer: PeerSocket) {
-        detachedPeers.remove(peer)
+    func finishingEndpointClosed(_ endpoint: Endpoint) {
+        finishing.remove(endpoint)
     }
 
     /// Deadlines and keepalive. A linear pass: at a few hundred nanoseconds per connection, even tens
     /// of thousands cost well under a millisecond, four times a second.
     private func sweep() {
         for connection in connections.snapshot { connection.sweep(now: now) }
-        for peer in detachedPeers.snapshot where peer.deadline != 0 && now >= peer.deadline {
-            Log.debug("peer \(peer.address) did not finish in time")
-            peer.close()
+        for endpoint in finishing.snapshot where endpoint.deadline != 0 && now >= endpoint.deadline {
+            Log.debug("an endpoint did not finish in time")
+            endpoint.close()
         }
+        returnFreedMemory()
+    }
+
+    /// After a peak, glibc keeps the freed heap (and the arenas of the resolver thread) mapped:
+    /// once the connections have fallen to half the peak, hand it back to the system.
+    private func returnFreedMemory() {
+        let open = connections.count + finishing.count
+        guard peakConnections >= 64, open <= peakConnections / 2 else { return }
+        malloc_trim(0)
+        peakConnections = open
     }
 
     private func signalReceived(_ signo: Int32) {
@@ -203,12 +228,6 @@ public final class Server {
         shutdownDeadline = now + limits.shutdownTimeoutMilliseconds
         listener?.stop(reactor)
         listener = nil
-        for connection in connections.snapshot {
-            switch connection.state {
-            case .tlsHandshake, .handshake: connection.destroy()
-            case .open: connection.initiateClose(.goingAway, reason: "server shutting down")
-            default: break
-            }
-        }
+        for connection in connections.snapshot { connection.shutdown() }
     }
 }

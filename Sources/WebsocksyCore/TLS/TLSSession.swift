@@ -85,7 +85,7 @@ final class TLSSession {
     }
 
     /// Decrypted bytes into `buffer`: `.bytes`, `.wouldBlock`, `.eof` or `.failed`.
-    func read(into buffer: UnsafeMutableRawBufferPointer) -> SocketIO.ReadResult {
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> IOResult {
         while true {
             let n = gnutls_record_recv(session, buffer.baseAddress, buffer.count)
             if n > 0 { return .bytes(n) }
@@ -93,12 +93,12 @@ final class TLSSession {
             let code = Int32(n)
             if code == cgnutls_e_again() || code == cgnutls_e_interrupted() { return .wouldBlock }
             if gnutls_error_is_fatal(code) == 0 { continue }
-            return .failed(TLSError.text(code))
+            return .failed(.tls(TLSError.text(code)))
         }
     }
 
     /// Encrypts and sends up to one record of `bytes`.
-    func write(_ bytes: UnsafeRawBufferPointer) -> SocketIO.WriteResult {
+    func write(_ bytes: UnsafeRawBufferPointer) -> IOResult {
         let length = pendingWrite > 0 ? min(pendingWrite, bytes.count) : min(bytes.count, 16384)
         while true {
             let n = gnutls_record_send(session, bytes.baseAddress, length)
@@ -112,7 +112,7 @@ final class TLSSession {
                 return .wouldBlock
             }
             if gnutls_error_is_fatal(code) == 0 { continue }
-            return .failed(TLSError.text(code))
+            return .failed(.tls(TLSError.text(code)))
         }
     }
 

@@ -1,0 +1,319 @@
+import Glibc
+
+/// An open WebSocket and its peer, from the 101 to the end of the close handshake.
+///
+/// Client bytes go through the `WebSocketSession`, whose actions the bridge carries out; payload
+/// goes to the peer (a stream endpoint, a datagram endpoint, or the built-in echo), and what the
+/// peer sends is cut into messages by the framing function and sent to the client. One rule keeps
+/// memory bounded both ways: a queue towards one side over its high-water mark pauses reading
+/// from the other side (and the client's own replies — pongs, Close — count towards its queue).
+final class Bridge: StreamEndpointOwner {
+    enum Peer {
+        case echo
+        case stream(StreamEndpoint)
+        case datagram(DatagramEndpoint)
+        case gone
+    }
+
+    /// The connection owns the bridge and outlives it (until the end of the loop turn it ends in),
+    /// and the server outlives both: no reference-count check per access on the hot path.
+    unowned(unsafe) let connection: Connection
+    unowned(unsafe) let server: Server
+    let client: StreamEndpoint
+    var session: WebSocketSession
+    var peer: Peer
+    let framer: PeerFramer?
+    /// Echo and datagram peers take whole messages; fragmented ones are assembled here.
+    var assembler = MessageAssembler()
+    private(set) var isEnded = false
+    /// Reading from the client waits until the process-wide buffer budget has room again.
+    var waitsForBudget = false
+    var lastReceive: Int64
+    /// Last data message either way, for `idle-timeout`.
+    var lastData: Int64
+    var pingSentAt: Int64?
+    /// When a close we started stops waiting for the client's Close (0 = no such close).
+    var closeDeadline: Int64 = 0
+
+    init(connection: Connection, client: StreamEndpoint, peer: Peer, framer: PeerFramer?) {
+        self.connection = connection
+        self.server = connection.server
+        self.client = client
+        self.peer = peer
+        self.framer = framer
+        self.session = WebSocketSession(maxMessageSize: connection.server.limits.maxMessage)
+        self.lastReceive = connection.server.now
+        self.lastData = connection.server.now
+        client.owner = self
+        switch peer {
+        case .stream(let endpoint): endpoint.owner = self
+        case .datagram(let endpoint): endpoint.owner = self
+        case .echo, .gone: break
+        }
+    }
+
+    var clientAddress: String { connection.clientAddress }
+
+    // MARK: Client → peer
+
+    /// Decodes what the client sent and acts on it, until the bytes run out or a queue this client
+    /// feeds is over its high-water mark (the rest waits in the inbox).
+    func processClientInput() {
+        while !isEnded && !client.isReadPaused {
+            let input = client.inbox.readable
+            guard input.count > 0 else { return }
+            let (consumed, action) = session.next(input)
+            // Action payloads point into the inbox: act before consuming.
+            let decoded = perform(action)
+            guard !isEnded else { return }
+            client.inbox.consume(consumed)
+            guard decoded else { return }
+            if clientFeedsAreFull { client.pauseReading() }
+        }
+    }
+
+    /// Carries out one session action; false when the session needs more bytes.
+    private func perform(_ action: WebSocketSession.Action) -> Bool {
+        switch action {
+        case .needMore:
+            return false
+        case .deliver(let payload, let opcode, let start, let end):
+            deliver(UnsafeRawBufferPointer(payload), opcode: opcode, messageStart: start, messageEnd: end)
+        case .reply(let opcode, let payload):
+            sendFrame(opcode, payload)
+        case .none:
+            break
+        case .closeReceived(let code, let reply):
+            noteClose(code ?? 1005, by: "client")
+            // §5.5.1: answer with a Close echoing the status code; the FIN follows at once.
+            writeClose(reply, last: true)
+            end()
+        case .closeCompleted(let code):
+            noteClose(code ?? 1005, by: "client")
+            end()
+        case .fail(let code, let why, let sendClose):
+            Log.info("\(clientAddress): \(why); closing with \(code)")
+            if sendClose { writeClose(code, last: true) }
+            end()
+        }
+        return true
+    }
+
+    private func deliver(_ payload: UnsafeRawBufferPointer, opcode: Opcode, messageStart: Bool, messageEnd: Bool) {
+        lastData = server.now
+        connection.record.bytesIn += payload.count
+        if messageEnd { connection.record.messagesIn += 1 }
+        switch peer {
+        case .stream(let endpoint):
+            endpoint.send(payload)
+        case .echo:
+            // After our Close nothing may be sent, so there is no one to echo to.
+            // Assembling can spend the buffer budget and end this very connection.
+            guard session.canSend, let message = assemble(payload, messageStart, messageEnd), !isEnded else { return }
+            sendFrame(opcode, message)
+            releaseAssembly()
+        case .datagram(let endpoint):
+            deliverDatagram(endpoint, payload, messageStart: messageStart, messageEnd: messageEnd)
+        case .gone:
+            break
+        }
+    }
+
+    // MARK: To the client
+
+    /// Sends one unfragmented frame. `last`: the connection ends right after, so the kernel may
+    /// hold the frame briefly and send it in one segment with the FIN.
+    func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer, last: Bool = false) {
+        if opcode == .text || opcode == .binary {
+            connection.record.messagesOut += 1
+            connection.record.bytesOut += payload.count
+        }
+        var header: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &header) { h in
+            let size = FrameHeader.encodeServerHeader(fin: true, opcode: opcode, length: payload.count, into: h.baseAddress!)
+            client.send(UnsafeRawBufferPointer(rebasing: h[0..<size]), payload, flags: last ? Int32(MSG_MORE) : 0)
+        }
+    }
+
+    /// Writes a Close frame (§5.5.1): the status code, then at most 123 bytes of reason. The
+    /// session has already recorded that a Close is sent.
+    private func writeClose(_ code: CloseCode, reason: String = "", last: Bool = false) {
+        if connection.record.closeCode == nil {
+            connection.record.closeCode = code.rawValue
+            if connection.record.closedBy == nil { connection.record.closedBy = "server" }
+        }
+        withUnsafeTemporaryAllocation(byteCount: 125, alignment: 1) { body in
+            body[0] = UInt8(code.rawValue >> 8)
+            body[1] = UInt8(code.rawValue & 0xFF)
+            var length = 2
+            for byte in reason.utf8.prefix(123) {
+                body[length] = byte
+                length += 1
+            }
+            sendFrame(.close, UnsafeRawBufferPointer(rebasing: body[0..<length]), last: last)
+        }
+    }
+
+    private func noteClose(_ code: UInt16, by who: String) {
+        guard connection.record.closedBy == nil else { return }
+        connection.record.closedBy = who
+        connection.record.closeCode = code
+    }
+
+    // MARK: Ending
+
+    /// Starts a close from our side (peer gone, shutdown, idle): send Close, wait for the client's.
+    /// Client data that arrives meanwhile still reaches a peer that reads.
+    func initiateClose(_ code: CloseCode, reason: String = "", by who: String = "server") {
+        guard !isEnded, session.startClose() else { return }
+        if connection.record.closedBy == nil { connection.record.closedBy = who }
+        writeClose(code, reason: reason)
+        closeDeadline = server.now + server.limits.closeTimeoutMilliseconds
+    }
+
+    /// Fails the connection from our side without waiting for an answer (1009, keepalive).
+    func failConnection(_ code: CloseCode, reason: String) {
+        guard !isEnded else { return }
+        if session.startClose() { writeClose(code, reason: reason, last: true) }
+        session.abandon()
+        end()
+    }
+
+    /// The WebSocket is over: the client endpoint and the peer finish on their own (flush what is
+    /// queued, half-close, wait for the other side), and the connection is done.
+    func end() {
+        guard !isEnded else { return }
+        isEnded = true
+        releaseAssembly()
+        client.finish(awaitingOtherSide: !session.closeReceived)
+        finishPeer()
+        connection.bridgeEnded()
+    }
+
+    /// Ends now, without flushing towards the client (it stopped answering).
+    func abort() {
+        guard !isEnded else { return }
+        session.abandon()
+        client.close()
+        end()
+    }
+
+    func finishPeer() {
+        switch peer {
+        case .stream(let endpoint): endpoint.finish()
+        case .datagram(let endpoint): endpoint.finish()
+        case .echo, .gone: break
+        }
+        peer = .gone
+    }
+
+    // MARK: Backpressure
+
+    /// Bytes queued towards the peer (the echo answers through the client's own queue).
+    var peerQueuedBytes: Int {
+        switch peer {
+        case .stream(let endpoint): endpoint.queuedBytes
+        case .datagram(let endpoint): endpoint.queuedBytes
+        case .echo, .gone: 0
+        }
+    }
+
+    private var clientFeedsAreFull: Bool {
+        let high = server.limits.outboxHighWater
+        return client.queuedBytes > high || peerQueuedBytes > high || waitsForBudget
+    }
+
+    /// The one backpressure rule, both ways: reading a side pauses while a queue it feeds is over
+    /// the high-water mark, and resumes once every queue it feeds is at or below the low-water mark.
+    func balance() {
+        guard !isEnded else { return }
+        let low = server.limits.outboxLowWater, high = server.limits.outboxHighWater
+        let toClient = client.queuedBytes, toPeer = peerQueuedBytes
+        if clientFeedsAreFull {
+            client.pauseReading()
+        } else if toClient <= low && toPeer <= low {
+            client.resumeReading()
+        }
+        if toClient > high {
+            pausePeer()
+        } else if toClient <= low {
+            resumePeer()
+        }
+    }
+
+    func pausePeer() {
+        switch peer {
+        case .stream(let endpoint): endpoint.pauseReading()
+        case .datagram(let endpoint): endpoint.pauseReading()
+        case .echo, .gone: break
+        }
+    }
+
+    private func resumePeer() {
+        switch peer {
+        case .stream(let endpoint): endpoint.resumeReading()
+        case .datagram(let endpoint): endpoint.resumeReading()
+        case .echo, .gone: break
+        }
+    }
+
+    // MARK: Client endpoint events
+
+    func endpointReceived(_ endpoint: StreamEndpoint, count: Int) {
+        cork()
+        if endpoint === client {
+            lastReceive = server.now
+            pingSentAt = nil
+            processClientInput()
+        } else {
+            peerReceived(count: count)
+        }
+        uncork()
+    }
+
+    func endpointResumed(_ endpoint: StreamEndpoint) {
+        guard endpoint === client else { return }
+        cork()
+        processClientInput()
+        uncork()
+    }
+
+    /// Small writes both ways (pongs, tiny fragments, short framed messages) made while one read is
+    /// worked through leave in one syscall per side at the end of it.
+    func cork() {
+        client.cork()
+        if case .stream(let endpoint) = peer { endpoint.cork() }
+    }
+
+    /// Writing what was coalesced can empty a queue without a writable event, the usual moment
+    /// to resume the side it paused: so the rule is applied here too.
+    func uncork() {
+        client.uncork()
+        if case .stream(let endpoint) = peer {
+            endpoint.uncork()
+            if endpoint.isReadPaused { return balance() }
+        }
+        if client.isReadPaused { balance() }
+    }
+
+    func endpointEnded(_ endpoint: StreamEndpoint) {
+        guard endpoint === client else { return peerEnded() }
+        if connection.record.closedBy == nil { connection.record.closedBy = "client" }
+        Log.debug("\(clientAddress): client closed the connection without a close handshake")
+        session.abandon()
+        end()
+    }
+
+    func endpointDrained(_ endpoint: StreamEndpoint) {
+        balance()
+    }
+
+    func endpointSecured(_ endpoint: StreamEndpoint) {}
+
+    func endpointClosed(_ endpoint: StreamEndpoint, error: IOFailure?) {
+        guard endpoint === client else { return peerClosed(error: error) }
+        Log.debug("\(clientAddress): \(error.map { "\($0)" } ?? "connection closed")")
+        session.abandon()
+        end()
+    }
+}

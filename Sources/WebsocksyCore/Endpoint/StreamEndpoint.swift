@@ -1,0 +1,459 @@
+import CLinux
+import Glibc
+
+/// What a stream endpoint tells its owner. Calls come only from the event loop (the endpoint's own
+/// events or a deferred wake-up), never from inside a call the owner made on the endpoint — `send`,
+/// `pauseReading`, `resumeReading`, `startTLS` and `finish` report nothing synchronously — so an
+/// owner is never re-entered in the middle of its own work.
+protocol StreamEndpointOwner: AnyObject {
+    /// `count` new bytes were appended to `endpoint.inbox`.
+    func endpointReceived(_ endpoint: StreamEndpoint, count: Int)
+    /// Reading resumed with bytes still held in the inbox: look at them again.
+    func endpointResumed(_ endpoint: StreamEndpoint)
+    /// The other side finished sending (EOF). Writing may go on.
+    func endpointEnded(_ endpoint: StreamEndpoint)
+    /// The outbox is at or below the low-water mark after a write the socket was waiting for.
+    func endpointDrained(_ endpoint: StreamEndpoint)
+    /// The TLS handshake started with `startTLS` completed.
+    func endpointSecured(_ endpoint: StreamEndpoint)
+    /// The socket failed (`error`) or the other side closed it completely (nil): the endpoint is closed.
+    func endpointClosed(_ endpoint: StreamEndpoint, error: IOFailure?)
+}
+
+/// One connected stream socket — the client's, or a TCP / Unix stream / TLS peer's — with everything
+/// its lifecycle needs in one place: an optional TLS session, the inbox and the outbox,
+/// write-or-queue, flushing, pausing reading (which *is* dropping EPOLLIN), a read budget per
+/// wake-up, and the end: flush, half-close, linger until the other side closes, close.
+final class StreamEndpoint: Endpoint {
+    enum Phase { case tlsHandshake, open, finishing, lingering, closed }
+
+    /// Nil once the owner has finished with the endpoint (`finish`, `close`).
+    unowned(unsafe) var owner: (any StreamEndpointOwner)?
+    private(set) var phase = Phase.open
+    private(set) var tls: TLSSession?
+    private var tlsWantsWrite = false
+    /// Bytes read and not yet used by the owner.
+    var inbox = ByteBuffer()
+    /// Bytes the socket has not taken yet.
+    private(set) var outbox = ByteBuffer()
+    /// Reading stops when the inbox holds this much (a peer's unframed bytes are capped).
+    var inboxLimit = Int.max
+    private(set) var isReadPaused = false
+    /// The other side finished sending.
+    private(set) var inputEnded = false
+    /// A failure found while writing on the owner's behalf, reported on the next turn.
+    private var failure: IOFailure?
+    /// After the final flush: wait for the other side's FIN even when nothing is unread yet (a
+    /// client that has not sent its Close frame will still send it).
+    private var awaitsOtherSide = false
+    /// Bytes held back for the owner when reading resumed.
+    private var resumePending = false
+    /// While corked, small writes are queued and go out together at `uncork` (one syscall for a
+    /// batch of pongs or tiny fragments instead of one each).
+    private var isCorked = false
+    /// Set before the first byte of a connection that may start TLS: the owner looks at it first.
+    var peeksFirstByte = false
+    private var firstBytePeeked: ((UInt8) -> Void)?
+
+    /// Writes up to this size are coalesced while corked; larger ones go out at once.
+    static let coalescedWriteLimit = 512
+
+    /// Bytes one wake-up reads at most before the loop moves on to other descriptors.
+    static let readBudget = 256 << 10
+
+    /// Where lingering endpoints read bytes nobody wants (the loop is single-threaded).
+    nonisolated(unsafe) private static let discard = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+
+    init(server: Server, fd: Int32, token: Reactor.Token? = nil, owner: (any StreamEndpointOwner)?) throws(SystemError) {
+        self.owner = owner
+        try super.init(server: server, fd: fd, token: token, interest: EpollEvents.readable)
+    }
+
+    var queuedBytes: Int { outbox.count }
+    var isOpen: Bool { phase == .open && failure == nil }
+
+    // MARK: Events
+
+    override func handleEvent(_ events: UInt32) {
+        if let failure {
+            fail(failure)
+            return
+        }
+        switch phase {
+        case .closed:
+            return
+        case .tlsHandshake:
+            continueTLSHandshake()
+            return
+        case .open, .finishing, .lingering:
+            break
+        }
+        if events & EpollEvents.writable != 0 {
+            flush()
+            guard phase != .closed else { return }
+        }
+        if resumePending {
+            resumePending = false
+            owner?.endpointResumed(self)
+            guard phase != .closed else { return }
+        }
+        if isReading {
+            if events & (EpollEvents.readable | EpollEvents.hangup | EpollEvents.error | EpollEvents.deferred) != 0 {
+                if peeksFirstByte { return readFirstByte() }
+                readAvailable()
+            }
+        } else if events & (EpollEvents.hangup | EpollEvents.error) != 0 {
+            // Nothing reads the socket now, so no read reports this: it was reset, or both
+            // directions are shut. Either way nothing more will pass.
+            let code = pendingError()
+            fail(code == 0 ? nil : .system(SystemError("socket", errno: code)))
+        }
+    }
+
+    private var isReading: Bool { !isReadPaused && !inputEnded && phase != .closed }
+
+    /// Reads until the socket is empty or this wake-up's budget is spent: a connection that floods
+    /// gets its share, then the loop serves the others (level-triggered epoll reports it again).
+    private func readAvailable() {
+        var budget = Self.readBudget
+        while isReading {
+            if owner == nil || phase == .lingering {
+                return discardInput()
+            }
+            let room = inboxLimit - inbox.count
+            guard room > 0 else {
+                setReadPaused(true)  // the owner has already acted on the full inbox
+                return
+            }
+            let tail = inbox.writableTail(minimum: min(server.limits.readChunk, room))
+            let want = min(tail.count, room)
+            let target = UnsafeMutableRawBufferPointer(rebasing: tail[0..<want])
+            let result = tls.map { $0.read(into: target) }
+                ?? Syscall.io("read") { Glibc.read(fd, target.baseAddress, want) }
+            switch result {
+            case .bytes(let n):
+                inbox.commit(n)
+                owner?.endpointReceived(self, count: n)
+                // A short plain read emptied the socket; TLS reads stop at record boundaries.
+                if n < want && tls == nil { return }
+                budget -= n
+                if budget <= 0 {
+                    if tls?.hasPendingData == true { wakeSoon() }
+                    return
+                }
+            case .wouldBlock:
+                return
+            case .eof:
+                endOfInput()
+                return
+            case .failed(let error):
+                fail(error)
+                return
+            }
+        }
+    }
+
+    private func endOfInput() {
+        inputEnded = true
+        updateInterest()
+        if phase == .open {
+            owner?.endpointEnded(self)
+        } else if phase == .lingering || outbox.isEmpty {
+            close()
+        }
+    }
+
+    /// Reads and drops what arrives after the owner let go, until the other side closes.
+    private func discardInput() {
+        while true {
+            switch Syscall.io("read", { Glibc.read(fd, Self.discard.baseAddress, Self.discard.count) }) {
+            case .bytes: continue
+            case .wouldBlock: return
+            case .eof: return endOfInput()
+            case .failed: return close()
+            }
+        }
+    }
+
+    /// Connections that may start TLS: the first byte is looked at, not consumed, before anything reads.
+    private func readFirstByte() {
+        var byte: UInt8 = 0
+        switch Syscall.io("recv", { recv(fd, &byte, 1, Int32(MSG_PEEK)) }) {
+        case .bytes:
+            peeksFirstByte = false
+            firstBytePeeked?(byte)
+            firstBytePeeked = nil
+            if phase == .open && isReading { readAvailable() }
+        case .wouldBlock:
+            return
+        case .eof:
+            fail(nil)
+        case .failed(let error):
+            fail(error)
+        }
+    }
+
+    /// Asks for the first byte before any read; `peeked` decides between TLS and plain.
+    func peekFirstByte(then peeked: @escaping (UInt8) -> Void) {
+        peeksFirstByte = true
+        firstBytePeeked = peeked
+    }
+
+    // MARK: TLS
+
+    /// Runs a TLS handshake over the socket before anything else; `endpointSecured` reports its end.
+    func startTLS(_ session: TLSSession) {
+        tls = session
+        phase = .tlsHandshake
+        wakeSoon()
+    }
+
+    private func continueTLSHandshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .done:
+            phase = .open
+            updateInterest()
+            // Application data that came with the handshake's last flight is already decrypted.
+            if tls.hasPendingData { wakeSoon() }
+            owner?.endpointSecured(self)
+        case .wantRead:
+            tlsWantsWrite = false
+            updateInterest()
+        case .wantWrite:
+            tlsWantsWrite = true
+            updateInterest()
+        case .failed(let why):
+            fail(.tls("handshake failed: \(why)"))
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes `first` then `second` with one sendmsg (a frame header and its payload), queueing
+    /// whatever the socket does not take now. `flags` adds e.g. MSG_MORE.
+    func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), flags: Int32 = 0) {
+        guard isOpen else { return }
+        if isCorked && flags == 0 && first.count + second.count <= Self.coalescedWriteLimit {
+            outbox.append(first)
+            outbox.append(second)
+            return
+        }
+        if tls != nil {
+            // TLS encrypts from a buffer of its own anyway: queue, then write what the socket takes.
+            outbox.append(first)
+            outbox.append(second)
+            if writeOutbox() { updateInterest() }
+            return
+        }
+        var written = 0
+        if outbox.isEmpty {
+            var vectors = (
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count))
+            let result = withUnsafeMutablePointer(to: &vectors) {
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { iov in
+                    var message = msghdr()
+                    message.msg_iov = iov
+                    message.msg_iovlen = second.count > 0 ? 2 : 1
+                    return Syscall.io("sendmsg", zeroIsEOF: false) { sendmsg(fd, &message, flags | Int32(MSG_NOSIGNAL)) }
+                }
+            }
+            switch result {
+            case .bytes(let n): written = n
+            case .wouldBlock, .eof: break
+            case .failed(let error):
+                return failLater(error)
+            }
+        }
+        if written < first.count {
+            outbox.append(UnsafeRawBufferPointer(rebasing: first[written...]))
+            outbox.append(second)
+        } else if written - first.count < second.count {
+            outbox.append(UnsafeRawBufferPointer(rebasing: second[(written - first.count)...]))
+        }
+        if !outbox.isEmpty { updateInterest() }
+    }
+
+    /// Starts coalescing small writes (the owner is about to work through a batch of input).
+    func cork() {
+        isCorked = true
+    }
+
+    /// Writes what was coalesced since `cork`.
+    func uncork() {
+        isCorked = false
+        if !outbox.isEmpty && writeOutbox() { updateInterest() }
+    }
+
+    /// Writes queued bytes until the socket takes no more; false after a failure. Never calls back.
+    @discardableResult
+    func writeOutbox() -> Bool {
+        while !outbox.isEmpty && failure == nil {
+            let pending = UnsafeRawBufferPointer(outbox.readable)
+            let result = tls.map { $0.write(pending) }
+                ?? Syscall.io("write", zeroIsEOF: false) { Glibc.send(fd, pending.baseAddress, pending.count, Int32(MSG_NOSIGNAL)) }
+            switch result {
+            case .bytes(let n): outbox.consume(n)
+            case .wouldBlock, .eof: return true
+            case .failed(let error):
+                failLater(error)
+                return false
+            }
+        }
+        return failure == nil
+    }
+
+    /// Appends to the outbox without writing (a response assembled in place); `writeOutbox` sends it.
+    func queue(_ bytes: UnsafeRawBufferPointer) {
+        outbox.append(bytes)
+    }
+
+    /// Free space at the end of the outbox to fill in place, then `commitQueued`.
+    func queueTail(minimum: Int) -> UnsafeMutableRawBufferPointer {
+        outbox.writableTail(minimum: minimum)
+    }
+
+    func commitQueued(_ n: Int) {
+        outbox.commit(n)
+    }
+
+    /// The socket is writable: send what is queued, then finish or tell the owner.
+    private func flush() {
+        guard writeOutbox() else { return }
+        if outbox.isEmpty && outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
+        if phase == .finishing && outbox.isEmpty {
+            return endWriting()
+        }
+        updateInterest()
+        if outbox.count <= server.limits.outboxLowWater { owner?.endpointDrained(self) }
+    }
+
+    /// Keeps the interest on writability set while something is queued (a file body being sent).
+    func wantsWritable() {
+        setInterest(interestNow | EpollEvents.writable)
+    }
+
+    /// Gives back the buffers of an idle endpoint (they are reallocated on the next read or write).
+    func releaseIdleBuffers() {
+        inbox.releaseIfEmpty()
+        outbox.releaseIfEmpty()
+    }
+
+    // MARK: Flow control
+
+    /// Stops reading: EPOLLIN is dropped from the registration, so the loop does not wake for it.
+    func pauseReading() {
+        setReadPaused(true)
+    }
+
+    /// Reads again. Bytes held in the inbox or decrypted by TLS are handed over on the next turn
+    /// (epoll cannot announce them).
+    func resumeReading() {
+        guard isReadPaused else { return }
+        setReadPaused(false)
+        if !inbox.isEmpty { resumePending = true }
+        if resumePending || tls?.hasPendingData == true { wakeSoon() }
+    }
+
+    private func setReadPaused(_ paused: Bool) {
+        guard paused != isReadPaused else { return }
+        isReadPaused = paused
+        updateInterest()
+    }
+
+    private var interestNow: UInt32 {
+        switch phase {
+        case .closed:
+            return 0
+        case .tlsHandshake:
+            return tlsWantsWrite ? EpollEvents.writable : EpollEvents.readable
+        case .open, .finishing, .lingering:
+            guard failure == nil else { return 0 }
+            var wanted: UInt32 = 0
+            if isReading { wanted |= EpollEvents.readable }
+            if !outbox.isEmpty && phase != .lingering { wanted |= EpollEvents.writable }
+            return wanted
+        }
+    }
+
+    func updateInterest() {
+        setInterest(interestNow)
+    }
+
+    // MARK: Ending
+
+    /// The owner is done: flush what is queued, then close — or, when the other side may still
+    /// send (`awaitingOtherSide`, or bytes are unread), half-close and read until it closes, so
+    /// unread input never turns the close into a reset that destroys data still in flight. The
+    /// endpoint finishes on its own, bounded by `close-timeout`.
+    func finish(awaitingOtherSide: Bool = false) {
+        owner = nil
+        switch phase {
+        case .tlsHandshake:
+            close()
+        case .open:
+            guard failure == nil else { return close() }
+            if isCorked {
+                isCorked = false
+                writeOutbox()
+            }
+            phase = .finishing
+            awaitsOtherSide = awaitingOtherSide
+            isReadPaused = false
+            inbox.removeAll()
+            inbox.releaseIfEmpty()
+            deadline = server.now + server.limits.closeTimeoutMilliseconds
+            server.adoptFinishing(self)
+            if outbox.isEmpty { endWriting() } else { updateInterest() }
+        case .finishing, .lingering, .closed:
+            break
+        }
+    }
+
+    private func endWriting() {
+        tls?.sendCloseNotify()
+        if inputEnded || (!awaitsOtherSide && SocketOptions.unreadBytes(fd) == 0) {
+            // close() sends the FIN behind everything queued, as shutdown would.
+            return close()
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering
+        updateInterest()
+    }
+
+    /// Closes at once and frees the buffers; the owner is not told (it asked, or has let go).
+    override func close() {
+        owner = nil
+        closeNow()
+    }
+
+    private func closeNow() {
+        guard closeDescriptor() else { return }
+        phase = .closed
+        tls = nil
+        failure = nil
+        firstBytePeeked = nil
+        inbox.removeAll()
+        inbox.releaseIfEmpty()
+        outbox.removeAll()
+        outbox.releaseIfEmpty()
+    }
+
+    /// Closes and tells the owner why.
+    private func fail(_ error: IOFailure?) {
+        let owner = self.owner
+        self.owner = nil
+        closeNow()
+        owner?.endpointClosed(self, error: error)
+    }
+
+    /// A write failed inside a call of the owner's: report it from the loop, not from here.
+    private func failLater(_ error: IOFailure) {
+        guard failure == nil else { return }
+        failure = error
+        outbox.removeAll()
+        updateInterest()
+        wakeSoon()
+    }
+}
