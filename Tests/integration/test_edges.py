@@ -314,3 +314,32 @@ def test_builtin_framings_deliver_the_remainder_at_close(gateway_factory, peer_f
     g = gateway_factory("-c", f"host={peer.url}", "-c", f"framing={framing}", *(["-c", f"framing-config={config}"] if config else []))
     got, code = run(messages_until_close(g.url))
     assert got == expected and code == 1000
+
+
+# 5. Datagrams from the peer arrive whole, or close the connection with 1009: never cut.
+
+def test_large_unix_datagram_arrives_whole(gateway_factory, peer_factory):
+    peer = peer_factory("unix-dgram", "script", repr([b"d" * 100_000]))
+    g = gateway_factory("-c", f"host={peer.url}", "-c", "framing=binary")
+
+    async def go():
+        async with websockets.connect(g.url, max_size=None) as ws:
+            await ws.send(b"hello")  # the peer learns our address from this datagram
+            return await asyncio.wait_for(ws.recv(), 5)
+    assert run(go()) == b"d" * 100_000
+
+
+@pytest.mark.parametrize("transport", ["udp", "unix-dgram"])
+def test_datagram_over_peer_buffer_closes_with_1009(gateway_factory, peer_factory, transport):
+    peer = peer_factory(transport, "script", repr([b"small", b"L" * 20_000]))
+    g = gateway_factory("-c", f"host={peer.url}", "-c", "framing=binary", "--peer-buffer", "16k")
+
+    async def go():
+        async with websockets.connect(g.url, max_size=None) as ws:
+            await ws.send(b"hello")
+            got = [await asyncio.wait_for(ws.recv(), 5)]
+            with pytest.raises(websockets.ConnectionClosed):
+                got.append(await asyncio.wait_for(ws.recv(), 5))
+            return got, ws.close_code
+    assert run(go()) == ([b"small"], 1009)
+    assert g.wait_for_log("20000-byte datagram from the peer exceeds")

@@ -259,3 +259,29 @@ def test_web_root_over_tls_streams_files_on_a_kept_connection(gateway_factory, c
     conn.request("GET", "/f.bin")
     assert conn.getresponse().read() == data and conn.sock is first
     conn.close()
+
+
+def test_tls_client_on_a_plain_port_is_closed_at_once(echo_gateway, certs):
+    s = socket.create_connection(("127.0.0.1", echo_gateway.port), timeout=5)
+    start = time.monotonic()
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        client_context(certs).wrap_socket(s, server_hostname="localhost")
+    assert time.monotonic() - start < 1
+    assert echo_gateway.wait_for_log("TLS handshake on a port without TLS")
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")  # an outdated client, on purpose
+def test_refused_protocol_version_gets_an_alert(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    with pytest.raises(ssl.SSLError) as refused:
+        ctx.wrap_socket(s, server_hostname="localhost")
+    # An alert names the reason; a bare EOF would be SSLEOFError ("unexpected eof").
+    assert not isinstance(refused.value, ssl.SSLEOFError), refused.value
+    assert "ALERT" in str(refused.value).upper(), refused.value

@@ -1,6 +1,6 @@
 /// The peer's side of the bridge: its bytes framed into messages for the client, its end and its
 /// failures; datagrams assembled for it; the buffer budget for assembled messages.
-extension Bridge: DatagramEndpointOwner {
+extension Bridge: DatagramEndpointOwner, BudgetHolder {
     // MARK: Peer → client
 
     func peerReceived(count: Int) {
@@ -144,23 +144,28 @@ extension Bridge: DatagramEndpointOwner {
         if held > 0 { server.budget.remove(held) }
     }
 
-    /// Bytes this connection holds in assembled messages.
-    var assembledBytes: Int { assembler.count }
+    /// Charges the part of an echo reply the socket did not take beyond the high-water mark.
+    func chargeUnreadReply() {
+        let over = client.queuedBytes - server.limits.outboxHighWater
+        guard over > replyCharge else { return }
+        let added = over - replyCharge
+        replyCharge = over
+        server.budget.add(added, by: self)
+    }
+
+    func releaseReplyCharge() {
+        guard replyCharge > 0 else { return }
+        let held = replyCharge
+        replyCharge = 0
+        server.budget.remove(held)
+    }
+
+    /// Bytes this connection holds against the buffer budget.
+    var heldBytes: Int { assembler.count + replyCharge }
 
     /// Over budget and holding the most: this connection gives its memory back.
     func evictForMemory() {
-        Log.info("\(clientAddress): holds \(assembledBytes) bytes of unfinished message with the buffer budget (\(server.limits.bufferMemoryBytes) bytes) spent; closing with 1009")
+        Log.info("\(clientAddress): holds \(heldBytes) bytes of unfinished or unread message with the buffer budget (\(server.limits.bufferMemoryBytes) bytes) spent; closing with 1009")
         failConnection(.messageTooBig, reason: "out of buffer memory")
-    }
-
-    /// Over budget, but others hold more: stop reading until memory is given back.
-    func waitForBudget() {
-        waitsForBudget = true
-        client.pauseReading()
-    }
-
-    func budgetAvailable() {
-        waitsForBudget = false
-        balance()
     }
 }

@@ -26,8 +26,9 @@ final class Bridge: StreamEndpointOwner {
     /// Echo and datagram peers take whole messages; fragmented ones are assembled here.
     var assembler = MessageAssembler()
     private(set) var isEnded = false
-    /// Reading from the client waits until the process-wide buffer budget has room again.
-    var waitsForBudget = false
+    /// Bytes of an echo reply beyond the high-water mark that the client has not read: an echoed
+    /// message can be `max-message` long, so they count against the budget like assembled bytes.
+    var replyCharge = 0
     var lastReceive: Int64
     /// Last data message either way, for `idle-timeout`.
     var lastData: Int64
@@ -112,6 +113,7 @@ final class Bridge: StreamEndpointOwner {
             guard session.canSend, let message = assemble(payload, messageStart, messageEnd), !isEnded else { return }
             sendFrame(opcode, message)
             releaseAssembly()
+            chargeUnreadReply()
         case .datagram(let endpoint):
             deliverDatagram(endpoint, payload, messageStart: messageStart, messageEnd: messageEnd)
         case .gone:
@@ -185,6 +187,7 @@ final class Bridge: StreamEndpointOwner {
         guard !isEnded else { return }
         isEnded = true
         releaseAssembly()
+        releaseReplyCharge()
         client.finish(awaitingOtherSide: !session.closeReceived)
         finishPeer()
         connection.bridgeEnded()
@@ -220,7 +223,7 @@ final class Bridge: StreamEndpointOwner {
 
     private var clientFeedsAreFull: Bool {
         let high = server.limits.outboxHighWater
-        return client.queuedBytes > high || peerQueuedBytes > high || waitsForBudget
+        return client.queuedBytes > high || peerQueuedBytes > high
     }
 
     /// The one backpressure rule, both ways: reading a side pauses while a queue it feeds is over
@@ -229,6 +232,7 @@ final class Bridge: StreamEndpointOwner {
         guard !isEnded else { return }
         let low = server.limits.outboxLowWater, high = server.limits.outboxHighWater
         let toClient = client.queuedBytes, toPeer = peerQueuedBytes
+        if toClient <= high { releaseReplyCharge() }
         if clientFeedsAreFull {
             client.pauseReading()
         } else if toClient <= low && toPeer <= low {

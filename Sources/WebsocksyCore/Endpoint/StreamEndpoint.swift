@@ -1,25 +1,6 @@
 import CLinux
 import Glibc
 
-/// What a stream endpoint tells its owner. Calls come only from the event loop (the endpoint's own
-/// events or a deferred wake-up), never from inside a call the owner made on the endpoint — `send`,
-/// `pauseReading`, `resumeReading`, `startTLS` and `finish` report nothing synchronously — so an
-/// owner is never re-entered in the middle of its own work.
-protocol StreamEndpointOwner: AnyObject {
-    /// `count` new bytes were appended to `endpoint.inbox`.
-    func endpointReceived(_ endpoint: StreamEndpoint, count: Int)
-    /// Reading resumed with bytes still held in the inbox: look at them again.
-    func endpointResumed(_ endpoint: StreamEndpoint)
-    /// The other side finished sending (EOF). Writing may go on.
-    func endpointEnded(_ endpoint: StreamEndpoint)
-    /// The outbox is at or below the low-water mark after a write the socket was waiting for.
-    func endpointDrained(_ endpoint: StreamEndpoint)
-    /// The TLS handshake started with `startTLS` completed.
-    func endpointSecured(_ endpoint: StreamEndpoint)
-    /// The socket failed (`error`) or the other side closed it completely (nil): the endpoint is closed.
-    func endpointClosed(_ endpoint: StreamEndpoint, error: IOFailure?)
-}
-
 /// One connected stream socket — the client's, or a TCP / Unix stream / TLS peer's — with everything
 /// its lifecycle needs in one place: an optional TLS session, the inbox and the outbox,
 /// write-or-queue, flushing, pausing reading (which *is* dropping EPOLLIN), a read budget per
@@ -35,7 +16,7 @@ final class StreamEndpoint: Endpoint {
     /// Bytes read and not yet used by the owner.
     var inbox = ByteBuffer()
     /// Bytes the socket has not taken yet.
-    private(set) var outbox = ByteBuffer()
+    private var outbox = Outbox()
     /// Reading stops when the inbox holds this much (a peer's unframed bytes are capped).
     var inboxLimit = Int.max
     private(set) var isReadPaused = false
@@ -48,15 +29,9 @@ final class StreamEndpoint: Endpoint {
     private var awaitsOtherSide = false
     /// Bytes held back for the owner when reading resumed.
     private var resumePending = false
-    /// While corked, small writes are queued and go out together at `uncork` (one syscall for a
-    /// batch of pongs or tiny fragments instead of one each).
-    private var isCorked = false
     /// Set before the first byte of a connection that may start TLS: the owner looks at it first.
     var peeksFirstByte = false
     private var firstBytePeeked: ((UInt8) -> Void)?
-
-    /// Writes up to this size are coalesced while corked; larger ones go out at once.
-    static let coalescedWriteLimit = 512
 
     /// Bytes one wake-up reads at most before the loop moves on to other descriptors.
     static let readBudget = 256 << 10
@@ -233,85 +208,42 @@ final class StreamEndpoint: Endpoint {
     /// Writes `first` then `second` with one sendmsg (a frame header and its payload), queueing
     /// whatever the socket does not take now. `flags` adds e.g. MSG_MORE.
     func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), flags: Int32 = 0) {
-        guard isOpen else { return }
-        if isCorked && flags == 0 && first.count + second.count <= Self.coalescedWriteLimit {
-            outbox.append(first)
-            outbox.append(second)
-            return
-        }
+        guard isOpen, !outbox.coalesce(first, second, flags: flags) else { return }
         if tls != nil {
             // TLS encrypts from a buffer of its own anyway: queue, then write what the socket takes.
-            outbox.append(first)
-            outbox.append(second)
+            outbox.append(first, second)
             if writeOutbox() { updateInterest() }
             return
         }
-        var written = 0
-        if outbox.isEmpty {
-            var vectors = (
-                iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
-                iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count))
-            let result = withUnsafeMutablePointer(to: &vectors) {
-                $0.withMemoryRebound(to: iovec.self, capacity: 2) { iov in
-                    var message = msghdr()
-                    message.msg_iov = iov
-                    message.msg_iovlen = second.count > 0 ? 2 : 1
-                    return Syscall.io("sendmsg", zeroIsEOF: false) { sendmsg(fd, &message, flags | Int32(MSG_NOSIGNAL)) }
-                }
-            }
-            switch result {
-            case .bytes(let n): written = n
-            case .wouldBlock, .eof: break
-            case .failed(let error):
-                return failLater(error)
-            }
-        }
-        if written < first.count {
-            outbox.append(UnsafeRawBufferPointer(rebasing: first[written...]))
-            outbox.append(second)
-        } else if written - first.count < second.count {
-            outbox.append(UnsafeRawBufferPointer(rebasing: second[(written - first.count)...]))
-        }
+        if let error = outbox.write(fd, first, second, flags: flags) { return failLater(error) }
         if !outbox.isEmpty { updateInterest() }
     }
 
     /// Starts coalescing small writes (the owner is about to work through a batch of input).
     func cork() {
-        isCorked = true
+        outbox.isCorked = true
     }
 
     /// Writes what was coalesced since `cork`.
     func uncork() {
-        isCorked = false
+        outbox.isCorked = false
         if !outbox.isEmpty && writeOutbox() { updateInterest() }
     }
 
     /// Writes queued bytes until the socket takes no more; false after a failure. Never calls back.
     @discardableResult
     func writeOutbox() -> Bool {
-        while !outbox.isEmpty && failure == nil {
-            let pending = UnsafeRawBufferPointer(outbox.readable)
-            let result = tls.map { $0.write(pending) }
-                ?? Syscall.io("write", zeroIsEOF: false) { Glibc.send(fd, pending.baseAddress, pending.count, Int32(MSG_NOSIGNAL)) }
-            switch result {
-            case .bytes(let n): outbox.consume(n)
-            case .wouldBlock, .eof: return true
-            case .failed(let error):
-                failLater(error)
-                return false
-            }
+        guard failure == nil else { return false }
+        if let error = outbox.flush(fd, tls) {
+            failLater(error)
+            return false
         }
-        return failure == nil
+        return true
     }
 
-    /// Appends to the outbox without writing (a response assembled in place); `writeOutbox` sends it.
-    func queue(_ bytes: UnsafeRawBufferPointer) {
-        outbox.append(bytes)
-    }
-
-    /// Free space at the end of the outbox to fill in place, then `commitQueued`.
+    /// Free space at the end of the outbox to fill in place, then `commitQueued` and `writeOutbox`.
     func queueTail(minimum: Int) -> UnsafeMutableRawBufferPointer {
-        outbox.writableTail(minimum: minimum)
+        outbox.tail(minimum: minimum)
     }
 
     func commitQueued(_ n: Int) {
@@ -394,8 +326,8 @@ final class StreamEndpoint: Endpoint {
             close()
         case .open:
             guard failure == nil else { return close() }
-            if isCorked {
-                isCorked = false
+            if outbox.isCorked {
+                outbox.isCorked = false
                 writeOutbox()
             }
             phase = .finishing

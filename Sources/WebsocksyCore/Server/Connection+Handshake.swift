@@ -1,6 +1,12 @@
 /// The opening handshake: parse, ask the backend, answer 101 or refuse.
 extension Connection {
     func processHandshake() {
+        if requestsServed == 0, server.tls.serverCredentials == nil, client.inbox.readable.first == 0x16 {
+            // A TLS ClientHello (content type 22) where an HTTP request belongs: wss:// to a port
+            // without a certificate. Refused at once rather than after the handshake timeout; the
+            // plain-text answer makes TLS clients report a "wrong version number".
+            return refuse(.init(.badRequest, "TLS handshake on a port without TLS (wss:// to a ws:// gateway?)"))
+        }
         switch handshakeParser.parse(UnsafeRawBufferPointer(client.inbox.readable)) {
         case .incomplete:
             return

@@ -64,7 +64,7 @@ public final class Server {
         }
         self.listener = listener
         budget = MemoryBudget(limit: limits.bufferMemoryBytes) { [unowned self] in
-            self.connections.members.compactMap { $0.bridge }.filter { $0.assembledBytes > 0 }
+            self.connections.members.compactMap { $0.bridge }.filter { $0.heldBytes > 0 }
         }
         do {
             try listener.start(reactor)

@@ -80,6 +80,9 @@ final class TLSSession {
                 return gnutls_record_get_direction(session) == 0 ? .wantRead : .wantWrite
             }
             if gnutls_error_is_fatal(rc) == 0 { continue }
+            // Tell the other side why (protocol version, no shared cipher, bad certificate)
+            // instead of a bare EOF; best effort on a non-blocking socket.
+            _ = gnutls_alert_send_appropriate(session, rc)
             return .failed(TLSError.text(rc))
         }
     }
