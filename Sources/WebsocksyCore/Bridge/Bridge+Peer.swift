@@ -82,6 +82,7 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
     /// The peer's socket failed (1011) or was closed without a FIN first (1000).
     func peerClosed(error: IOFailure?) {
         peer = .gone
+        balance()
         if let error, session.canSend {
             Log.info("\(clientAddress): peer error: \(error); closing with 1011")
             initiateClose(.internalError, reason: "peer error", by: "peer")
@@ -163,9 +164,16 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
     /// Bytes this connection holds against the buffer budget.
     var heldBytes: Int { assembler.count + replyCharge }
 
-    /// Over budget and holding the most: this connection gives its memory back.
+    /// Over budget and holding the most: this connection gives its memory back, now.
     func evictForMemory() {
-        Log.info("\(clientAddress): holds \(heldBytes) bytes of unfinished or unread message with the buffer budget (\(server.limits.bufferMemoryBytes) bytes) spent; closing with 1009")
+        let held = "\(clientAddress): holds \(heldBytes) bytes of unfinished or unread message with the buffer budget (\(server.limits.bufferMemoryBytes) bytes) spent"
+        guard replyCharge == 0 else {
+            // The bytes are a reply the client does not read: a Close would only queue behind
+            // them, keeping the memory for the close timeout. Reset instead.
+            Log.info("\(held); resetting the connection")
+            return abort()
+        }
+        Log.info("\(held); closing with 1009")
         failConnection(.messageTooBig, reason: "out of buffer memory")
     }
 }

@@ -208,6 +208,8 @@ final class Bridge: StreamEndpointOwner {
         case .echo, .gone: break
         }
         peer = .gone
+        // A client paused for the peer's queue must be read again: its Close has to be seen.
+        balance()
     }
 
     // MARK: Backpressure

@@ -53,7 +53,8 @@ final class DatagramEndpoint: Endpoint {
         }
         if events & (EpollEvents.readable | EpollEvents.error | EpollEvents.hangup) != 0 {
             if finishing || isReadPaused {
-                if events & EpollEvents.error != 0 { close() }
+                // Not reading, so no receive reports it: an ICMP error on a connected UDP socket.
+                if events & EpollEvents.error != 0 { fail(.system(SystemError("socket", errno: pendingError()))) }
                 return
             }
             readAvailable()

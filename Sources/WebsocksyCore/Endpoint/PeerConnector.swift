@@ -19,6 +19,9 @@ final class PeerConnector: EventHandler {
     private var fd: Int32 = -1
     private var token: Reactor.Token?
     private var isFinished = false
+    /// A Unix stream peer whose listen backlog was full (EAGAIN): tried again at `retryAt`.
+    private var retryTarget: SocketAddress?
+    private var retryAt: Int64 = 0
 
     init(server: Server, address: PeerAddress) {
         self.server = server
@@ -55,6 +58,16 @@ final class PeerConnector: EventHandler {
         let outcome = connectNext()
         if outcome == nil { self.completion = completion } else { isFinished = true }
         return outcome
+    }
+
+    static let retryIntervalMilliseconds: Int64 = 100
+
+    /// Tries a busy Unix peer again once its retry time has come (called from the periodic sweep).
+    func retryIfDue(now: Int64) {
+        guard !isFinished, let target = retryTarget, now >= retryAt else { return }
+        retryTarget = nil
+        candidates.insert(target, at: 0)
+        if let outcome = connectNext() { report(outcome) }
     }
 
     /// Stops: the descriptor (if any) is closed and nothing is reported.
@@ -109,6 +122,14 @@ final class PeerConnector: EventHandler {
             if code == EINPROGRESS {
                 if register(EpollEvents.writable) != nil { return nil }
                 continue
+            }
+            if code == EAGAIN && target.family == AF_UNIX {
+                // A busy Unix listener refuses at once instead of queueing the SYN as TCP does:
+                // wait for room, within connect-timeout, rather than answer 502.
+                closeSocket()
+                retryTarget = target
+                retryAt = server.now + Self.retryIntervalMilliseconds
+                return nil
             }
             lastError = "connect to \(address): \(String(cString: strerror(code)))"
             closeSocket()

@@ -27,6 +27,9 @@ final class StreamEndpoint: Endpoint {
     /// After the final flush: wait for the other side's FIN even when nothing is unread yet (a
     /// client that has not sent its Close frame will still send it).
     private var awaitsOtherSide = false
+    /// While bytes are queued: when the socket last took some, or when the queue started
+    /// (monotonic ms; 0 while nothing is queued). Whoever takes nothing for long has stalled.
+    private(set) var lastWriteProgress: Int64 = 0
     /// Bytes held back for the owner when reading resumed.
     private var resumePending = false
     /// Set before the first byte of a connection that may start TLS: the owner looks at it first.
@@ -51,8 +54,10 @@ final class StreamEndpoint: Endpoint {
 
     override func handleEvent(_ events: UInt32) {
         if let failure {
-            fail(failure)
-            return
+            // A write found the socket reset. What the other side sent before it is still in the
+            // receive queue, readable ahead of the error: deliver it, then report the failure.
+            if phase == .open && isReading && owner != nil { readAvailable() }
+            return fail(failure)
         }
         switch phase {
         case .closed:
@@ -66,6 +71,7 @@ final class StreamEndpoint: Endpoint {
         if events & EpollEvents.writable != 0 {
             flush()
             guard phase != .closed else { return }
+            if failure != nil { return handleEvent(EpollEvents.deferred) }
         }
         if resumePending {
             resumePending = false
@@ -119,6 +125,9 @@ final class StreamEndpoint: Endpoint {
             case .wouldBlock:
                 return
             case .eof:
+                // After a failed write the reset has been reported to the write, and reads
+                // return 0: that is the failure, not an orderly end.
+                if let failure { return fail(failure) }
                 endOfInput()
                 return
             case .failed(let error):
@@ -138,11 +147,13 @@ final class StreamEndpoint: Endpoint {
         }
     }
 
-    /// Reads and drops what arrives after the owner let go, until the other side closes.
+    /// Reads and drops what arrives after the owner let go, until the other side closes; within
+    /// the same budget per wake-up as useful reads, so a flood while lingering starves nobody.
     private func discardInput() {
-        while true {
+        var budget = Self.readBudget
+        while budget > 0 {
             switch Syscall.io("read", { Glibc.read(fd, Self.discard.baseAddress, Self.discard.count) }) {
-            case .bytes: continue
+            case .bytes(let n): budget -= n
             case .wouldBlock: return
             case .eof: return endOfInput()
             case .failed: return close()
@@ -252,7 +263,9 @@ final class StreamEndpoint: Endpoint {
 
     /// The socket is writable: send what is queued, then finish or tell the owner.
     private func flush() {
+        let before = outbox.count
         guard writeOutbox() else { return }
+        if outbox.count < before { lastWriteProgress = server.now }
         if outbox.isEmpty && outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
         if phase == .finishing && outbox.isEmpty {
             return endWriting()
@@ -275,8 +288,9 @@ final class StreamEndpoint: Endpoint {
     // MARK: Flow control
 
     /// Stops reading: EPOLLIN is dropped from the registration, so the loop does not wake for it.
+    /// Only an open endpoint pauses: one that is finishing reads until the other side closes.
     func pauseReading() {
-        setReadPaused(true)
+        if phase == .open { setReadPaused(true) }
     }
 
     /// Reads again. Bytes held in the inbox or decrypted by TLS are handed over on the next turn
@@ -310,6 +324,11 @@ final class StreamEndpoint: Endpoint {
     }
 
     func updateInterest() {
+        if outbox.isEmpty {
+            lastWriteProgress = 0
+        } else if lastWriteProgress == 0 {
+            lastWriteProgress = server.now
+        }
         setInterest(interestNow)
     }
 

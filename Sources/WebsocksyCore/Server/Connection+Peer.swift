@@ -16,10 +16,10 @@ extension Connection {
         self.connector = connector
         if let outcome = connector.start(completion: { [unowned self] in self.peerConnectFinished($0) }) {
             peerConnectFinished(outcome)
-        } else {
-            // Not connected at once (loopback usually is): the client waits, unread.
-            client.pauseReading()
         }
+        // Not bridged at once (a connect in progress, a tls:// handshake; loopback plain peers
+        // usually are): the client waits, unread, so its bytes cannot pile up meanwhile.
+        if state == .connectingPeer { client.pauseReading() }
     }
 
     private func peerConnectFinished(_ outcome: PeerConnector.Outcome) {

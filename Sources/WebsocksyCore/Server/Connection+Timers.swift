@@ -11,7 +11,8 @@ extension Connection {
             // Between kept-alive requests the buffers go back (they are reallocated on the next read).
             if state == .handshake { client.releaseIdleBuffers() }
         case .connectingPeer:
-            if now >= deadline { peerConnectTimedOut() }
+            if now >= deadline { return peerConnectTimedOut() }
+            connector?.retryIfDue(now: now)
         case .open:
             bridge?.sweep(now: now)
         case .closed:
@@ -45,9 +46,20 @@ extension Bridge {
     }
 
     /// Pings a silent client every interval; one that stays silent for another interval is closed.
+    /// While reading from the client is paused its silence is ours — it cannot even send its pong
+    /// — so it is judged instead by whether it takes what is queued for it.
     private func keepalive(now: Int64) {
         let interval = server.limits.pingIntervalMilliseconds
         guard interval > 0 else { return }
+        if client.isReadPaused {
+            lastReceive = now
+            pingSentAt = nil
+            if client.lastWriteProgress != 0 && now - client.lastWriteProgress >= 2 * interval {
+                Log.info("\(clientAddress): took nothing of what is queued for it in \(2 * interval / 1000) s; closing")
+                abort()
+            }
+            return
+        }
         if let sentAt = pingSentAt {
             if now - sentAt >= interval {
                 Log.info("\(clientAddress): no answer to the keepalive ping; closing")

@@ -28,12 +28,15 @@ final class MemoryBudget {
 
     func add(_ bytes: Int, by grower: any BudgetHolder) {
         used += bytes
-        guard used > limit else { return }
-        var largest = grower
-        for candidate in holders() where candidate.heldBytes > largest.heldBytes {
-            largest = candidate
+        // One eviction is enough unless the limit was lowered by a reload meanwhile.
+        while used > limit {
+            var largest = grower
+            for candidate in holders() where candidate.heldBytes > largest.heldBytes {
+                largest = candidate
+            }
+            guard largest.heldBytes > 0 else { return }
+            largest.evictForMemory()
         }
-        largest.evictForMemory()
     }
 
     func remove(_ bytes: Int) {

@@ -146,6 +146,13 @@ public final class Server {
             refuseAtOnce(fd, .init(.serviceUnavailable, "too many connections (max-connections = \(limits.maxConnections))"))
             return
         }
+        // Endpoints finishing on their own hold descriptors too: descriptors are sized for
+        // `max-connections`, so under pressure the one closest to its deadline makes room.
+        if connections.count + finishing.count >= limits.maxConnections,
+           let oldest = finishing.members.min(by: { $0.deadline < $1.deadline }) {
+            Log.debug("at max-connections: closing an endpoint that was still finishing")
+            oldest.close()
+        }
         SocketOptions.setNoDelay(fd)
         let client: StreamEndpoint
         do {
