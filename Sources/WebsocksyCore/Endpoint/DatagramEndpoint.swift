@@ -35,11 +35,11 @@ final class DatagramEndpoint: Endpoint {
     /// Datagrams one wake-up reads at most.
     static let readBudget = 64
 
-    init(server: Server, fd: Int32, token: Reactor.Token?, isUnix: Bool, maxDatagram: Int, owner: (any DatagramEndpointOwner)?) throws(SystemError) {
+    init(server: Server, fd: Int32, registration: (token: Reactor.Token, events: UInt32)?, isUnix: Bool, maxDatagram: Int, owner: (any DatagramEndpointOwner)?) throws(SystemError) {
         self.owner = owner
         self.peeksSize = isUnix
         self.maxDatagram = maxDatagram
-        try super.init(server: server, fd: fd, token: token, interest: EpollEvents.readable)
+        try super.init(server: server, fd: fd, registration: registration, interest: EpollEvents.readable)
     }
 
     var queuedBytes: Int { outbox.count }

@@ -19,18 +19,19 @@ class Endpoint: EventHandler, ListMember {
     var listIndex = -1
     private(set) var isClosed = false
 
-    /// Takes over `fd` and a registration made for it (by the listener's connection or a connector),
-    /// or registers it now with `interest`.
-    init(server: Server, fd: Int32, token: Reactor.Token?, interest: UInt32) throws(SystemError) {
+    /// Takes over `fd` and a registration made for it (by a connector: `registration` is its
+    /// token and the events it asked for), or registers it now; then waits for `interest`.
+    init(server: Server, fd: Int32, registration: (token: Reactor.Token, events: UInt32)?, interest: UInt32) throws(SystemError) {
         self.server = server
         self.fd = fd
         self.interest = interest
-        if let token {
-            self.token = token
-            server.reactor.replaceHandler(token, with: self)
-            server.reactor.modify(fd, token: token, events: interest)
+        if let registration {
+            token = registration.token
+            self.interest = registration.events
+            server.reactor.replaceHandler(registration.token, with: self)
+            setInterest(interest)
         } else {
-            self.token = try server.reactor.register(fd, events: interest, handler: self)
+            token = try server.reactor.register(fd, events: interest, handler: self)
         }
     }
 

@@ -6,7 +6,8 @@ import Glibc
 /// delegate, which builds the endpoint that uses it. TLS is the endpoint's business, not this.
 final class PeerConnector: EventHandler {
     enum Outcome {
-        case connected(fd: Int32, token: Reactor.Token)
+        /// The descriptor and its reactor registration (the events it was registered for).
+        case connected(fd: Int32, registration: (token: Reactor.Token, events: UInt32))
         case failed(String)
     }
 
@@ -117,7 +118,7 @@ final class PeerConnector: EventHandler {
                 guard let token = register(EpollEvents.readable) else { continue }
                 fd = -1
                 self.token = nil
-                return .connected(fd: s, token: token)
+                return .connected(fd: s, registration: (token, EpollEvents.readable))
             }
             if code == EINPROGRESS {
                 if register(EpollEvents.writable) != nil { return nil }
@@ -158,7 +159,7 @@ final class PeerConnector: EventHandler {
             let connected = fd
             fd = -1
             self.token = nil
-            report(.connected(fd: connected, token: token))
+            report(.connected(fd: connected, registration: (token, EpollEvents.writable)))
             return
         }
         lastError = "connect to \(address): \(String(cString: strerror(error)))"

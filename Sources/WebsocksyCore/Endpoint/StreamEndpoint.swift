@@ -42,9 +42,9 @@ final class StreamEndpoint: Endpoint {
     /// Where lingering endpoints read bytes nobody wants (the loop is single-threaded).
     nonisolated(unsafe) private static let discard = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-    init(server: Server, fd: Int32, token: Reactor.Token? = nil, owner: (any StreamEndpointOwner)?) throws(SystemError) {
+    init(server: Server, fd: Int32, registration: (token: Reactor.Token, events: UInt32)? = nil, owner: (any StreamEndpointOwner)?) throws(SystemError) {
         self.owner = owner
-        try super.init(server: server, fd: fd, token: token, interest: EpollEvents.readable)
+        try super.init(server: server, fd: fd, registration: registration, interest: EpollEvents.readable)
     }
 
     var queuedBytes: Int { outbox.count }

@@ -28,9 +28,9 @@ extension Connection {
         switch outcome {
         case .failed(let why):
             refuse(.init(.badGateway, "peer unreachable: \(why)"))
-        case .connected(let fd, let token):
+        case .connected(let fd, let registration):
             do throws(SystemError) {
-                try peerConnected(fd: fd, token: token)
+                try peerConnected(fd: fd, registration: registration)
             } catch {
                 close(fd)
                 refuse(.init(.badGateway, "peer unreachable: \(error)"))
@@ -38,16 +38,16 @@ extension Connection {
         }
     }
 
-    private func peerConnected(fd: Int32, token: Reactor.Token) throws(SystemError) {
+    private func peerConnected(fd: Int32, registration: (token: Reactor.Token, events: UInt32)) throws(SystemError) {
         let limits = server.limits
         switch peerAddress {
         case .udp, .unixDatagram:
             let isUnix = if case .unixDatagram = peerAddress { true } else { false }
-            let endpoint = try DatagramEndpoint(server: server, fd: fd, token: token, isUnix: isUnix,
+            let endpoint = try DatagramEndpoint(server: server, fd: fd, registration: registration, isUnix: isUnix,
                                                 maxDatagram: limits.peerBufferBytes, owner: nil)
             completeUpgrade(peer: .datagram(endpoint))
         case .tls(let host, _):
-            let endpoint = try StreamEndpoint(server: server, fd: fd, token: token, owner: self)
+            let endpoint = try StreamEndpoint(server: server, fd: fd, registration: registration, owner: self)
             endpoint.inboxLimit = limits.peerBufferBytes
             securingPeer = endpoint
             let credentials: TLSCredentials
@@ -62,7 +62,7 @@ extension Connection {
             }
             endpoint.startTLS(session)
         default:
-            let endpoint = try StreamEndpoint(server: server, fd: fd, token: token, owner: self)
+            let endpoint = try StreamEndpoint(server: server, fd: fd, registration: registration, owner: self)
             endpoint.inboxLimit = limits.peerBufferBytes
             completeUpgrade(peer: .stream(endpoint))
         }
