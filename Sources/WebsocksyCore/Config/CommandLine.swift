@@ -101,9 +101,9 @@ public enum CommandLineParser {
                             cap on peer data waiting to be framed (default 1M); a framing
                             function that frames nothing before it is full closes with 1009
           --buffer-memory SIZE
-                            process-wide budget for buffered message bytes (default auto = a
-                            quarter of physical memory); a connection that would exceed it
-                            waits, and one holding more than its fair share is closed with 1009
+                            budget for messages assembled for echo and datagram peers and echo
+                            replies not read (default auto = a quarter of physical memory); over
+                            it, the connection holding the most is closed with 1009
           --tls-cert FILE   PEM certificate (and chain) for wss://; plain and TLS clients then
                             share the port, told apart by their first byte
           --tls-key FILE    PEM private key (default: read from the certificate file)
