@@ -12,11 +12,13 @@ let package = Package(
         .target(name: "CLinux"),
         .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
         .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        // permessage-deflate (RFC 7692).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The public plugin ABI (websocksy.h): the one header third-party plugins compile against.
         .target(name: "CWebsocksy"),
         .target(
             name: "WebsocksyCore",
-            dependencies: ["CLinux", "CNettle", "CGnuTLS", "CWebsocksy"],
+            dependencies: ["CLinux", "CNettle", "CGnuTLS", "CZlib", "CWebsocksy"],
             // Dynamic exclusivity checks cost a fifth of the instructions per relayed message (a
             // thread-local access set updated on every buffer mutation). Release builds rely on
             // the debug build, which keeps the checks and runs the whole integration suite under

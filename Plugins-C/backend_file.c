@@ -10,6 +10,8 @@
  *               A variable that has no value skips the expression. Every '/' in a value becomes
  *               '_', and a value of "." or ".." skips the expression, so nothing escapes `path`.
  * File lines: <peer> <subprotocol> [<framing> [<framing-config>]]   ('#' starts a comment line)
+ *   <peer> may end in ?KEY=VALUE[&KEY=VALUE...]: options of the route, given to the core with
+ *   core_peer_option (e.g. tcp://vnc:5900?compression=off).
  *   With subprotocols offered, the first line whose subprotocol is offered (or is '*') wins;
  *   otherwise the first line.
  */
@@ -22,6 +24,9 @@
 #include <websocksy.h>
 
 #define MAX_PATH_LENGTH 4096
+
+/* Weak, so this backend still loads in a core without it (where route options are ignored). */
+extern int core_peer_option(websocket* ws, const char* key, const char* value) __attribute__((weak));
 
 static char* base_path = NULL;
 static char** expressions = NULL;
@@ -179,8 +184,24 @@ static size_t split_fields(char* line, char* fields[4]) {
 	return count;
 }
 
+/* Cuts `?KEY=VALUE&...` off the peer field and hands each option to the core. */
+static void apply_route_options(char* peer, websocket* ws) {
+	char* options = strchr(peer, '?');
+	if (!options) {
+		return;
+	}
+	*options++ = 0;
+	char* rest = NULL;
+	for (char* option = strtok_r(options, "&", &rest); option; option = strtok_r(NULL, "&", &rest)) {
+		char* equals = strchr(option, '=');
+		if (equals && core_peer_option) {
+			*equals = 0;
+			core_peer_option(ws, option, equals + 1);
+		}
+	}
+}
+
 ws_peer_info query(char* endpoint, size_t protocols, char** protocol, size_t headers, ws_http_header* header, websocket* ws) {
-	(void)ws;
 	ws_peer_info peer = { .transport = peer_transport_detect, .protocol = protocols };
 	char path[MAX_PATH_LENGTH];
 	char* line = NULL;
@@ -223,6 +244,7 @@ ws_peer_info query(char* endpoint, size_t protocols, char** protocol, size_t hea
 					continue;
 				}
 			}
+			apply_route_options(fields[0], ws);
 			peer.host = strdup(fields[0]);
 			peer.protocol = selected;
 			peer.framing = core_framing(count > 2 ? fields[2] : NULL);

@@ -72,6 +72,17 @@ async function scripted() {
     reply = nextReply(); send(true); const binary = await reply;
     result.echoText = text;
     result.echoBinary = typeof binary === "string" ? "text!" : new TextDecoder().decode(binary);
+    // Compression (permessage-deflate) is negotiated by the browser itself: large messages both
+    // ways, compressible text and incompressible binary, must come back unchanged.
+    result.echoExtensions = socket.extensions;
+    const big = JSON.stringify(Array.from({ length: 3000 }, (_, i) => ({ seq: i, symbol: "ÄPPL", price: 100 + i % 7 })));
+    reply = nextReply(); socket.send(big); const bigReply = await reply;
+    const noise = crypto.getRandomValues(new Uint8Array(65536));
+    const noise2 = crypto.getRandomValues(new Uint8Array(65536));
+    const blob = new Uint8Array(131072); blob.set(noise); blob.set(noise2, 65536);
+    reply = nextReply(); socket.send(blob); const blobReply = new Uint8Array(await reply);
+    result.bigTextIntact = bigReply === big;
+    result.bigBinaryIntact = blobReply.length === blob.length && blobReply.every((b, i) => b === blob[i]);
     socket.close(1000);
     await connect(`${base}/lines`);
     const greeting = await nextReply();
@@ -80,6 +91,7 @@ async function scripted() {
     reply = nextReply(); send(false); const answer = await reply;
     result.linesGreeting = typeof greeting === "string" ? greeting : "binary!";
     result.linesAnswer = typeof answer === "string" ? answer : "binary!";
+    result.linesExtensions = socket.extensions;
     socket.close(1000);
   } catch (e) {
     result.error = String(e);

@@ -76,8 +76,12 @@ def test_demo_in_a_real_browser(demo):
     assert result == {
         "echoText": "ping from the browser",
         "echoBinary": "ping from the browser",
+        "echoExtensions": "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11",
+        "bigTextIntact": True,
+        "bigBinaryIntact": True,
         "linesGreeting": "welcome to the line service: send a line, get one back\n",
         "linesAnswer": "line 1: HELLO LINES (11 characters)\n",
+        "linesExtensions": "permessage-deflate; server_max_window_bits=11; client_max_window_bits=11",
     }
     assert demo.wait_for_log(r'"GET /lines" 101 proto=- peer=tcp://127\.0\.0\.1:\d+ in=1/12 out=2/')
 

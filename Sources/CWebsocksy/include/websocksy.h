@@ -129,6 +129,11 @@ int core_register_framing(char* name, ws_framing func);
 ws_framing core_framing(char* name);
 /* Lower-cases an ASCII string in place and returns it. */
 char* xstr_lower(char* in);
+/* An addition to API 1 (the C websocksy does not have it: declare it weak to stay loadable there).
+ * From `query` only, with the `ws` it was given: sets an option for the connection being routed.
+ * Keys: "compression" = off, on or a minimum message size (as the [core] key, for this route).
+ * Returns 0 when applied, 1 for an unknown key or an invalid value (logged). */
+int core_peer_option(websocket* ws, const char* key, const char* value);
 
 #ifdef __cplusplus
 }

@@ -34,12 +34,35 @@ public struct PeerChoice {
     /// Cuts the peer's bytes into messages (C signature, built-in or plugin).
     public var framing: ws_framing?
     public var framingConfig: FramingConfig?
+    /// permessage-deflate for this connection; nil follows the `compression` key.
+    public var compression: CompressionChoice?
 
-    public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?) {
+    public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?,
+                compression: CompressionChoice? = nil) {
         self.address = address
         self.subprotocol = subprotocol
         self.framing = framing
         self.framingConfig = framingConfig
+        self.compression = compression
+    }
+}
+
+/// Per-connection options a plugin backend sets from `query` through `core_peer_option`.
+final class PeerOptions {
+    var compression: CompressionChoice?
+
+    /// Applies one option; the problem when the key or value is not understood.
+    func set(_ key: String, _ value: String) -> String? {
+        switch key {
+        case "compression":
+            guard let choice = CompressionChoice.parse(value) else {
+                return "compression must be off, on or a minimum message size, not '\(LogText.capped(value))'"
+            }
+            compression = choice
+            return nil
+        default:
+            return "unknown option '\(LogText.capped(key))' (known: compression)"
+        }
     }
 }
 

@@ -13,9 +13,6 @@ public final class PluginBackend: Backend {
     /// Option strings handed to `configure`; a plugin may keep the pointers, so they live as long as it.
     private var optionStrings: [UnsafeMutablePointer<CChar>] = []
     private var warnedNoScheme = false
-    /// What `query` gets as its `websocket*`: the type is opaque to plugins (API 1 exposes no
-    /// accessor), so a zeroed block stands in for it; nothing behind it is ever read by the core.
-    nonisolated(unsafe) private static let opaqueConnection = OpaquePointer(calloc(1, 64))
     private var cleanedUp = false
 
     public init(name: String, directory: String) throws(ConfigError) {
@@ -61,9 +58,14 @@ public final class PluginBackend: Backend {
             protocols.forEach { free($0) }
             headers.forEach { free($0.tag); free($0.value) }
         }
-        let info = protocols.withUnsafeMutableBufferPointer { p in
-            headers.withUnsafeMutableBufferPointer { h in
-                queryFunction(endpoint, p.count, p.baseAddress, h.count, h.baseAddress, Self.opaqueConnection)
+        // The `websocket*` the plugin gets: opaque to it, the options `core_peer_option` sets.
+        let options = PeerOptions()
+        let info = withExtendedLifetime(options) {
+            protocols.withUnsafeMutableBufferPointer { p in
+                headers.withUnsafeMutableBufferPointer { h in
+                    queryFunction(endpoint, p.count, p.baseAddress, h.count, h.baseAddress,
+                                  OpaquePointer(Unmanaged.passUnretained(options).toOpaque()))
+                }
             }
         }
         defer {
@@ -85,7 +87,8 @@ public final class PluginBackend: Backend {
         }
         let subprotocol = info.protocol < request.protocols.count ? request.protocols[info.protocol] : nil
         return .peer(PeerChoice(address: address, subprotocol: subprotocol,
-                                framing: info.framing ?? FramingRegistry.lookup("auto"), framingConfig: config))
+                                framing: info.framing ?? FramingRegistry.lookup("auto"), framingConfig: config,
+                                compression: options.compression))
     }
 
     /// The peer address a `ws_peer_info` names: `detect` parses the scheme from `host`.

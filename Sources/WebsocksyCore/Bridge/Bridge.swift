@@ -36,13 +36,13 @@ final class Bridge: StreamEndpointOwner {
     /// When a close we started stops waiting for the client's Close (0 = no such close).
     var closeDeadline: Int64 = 0
 
-    init(connection: Connection, client: StreamEndpoint, peer: Peer, framer: PeerFramer?) {
+    init(connection: Connection, client: StreamEndpoint, peer: Peer, framer: PeerFramer?, compression: PerMessageDeflate?) {
         self.connection = connection
         self.server = connection.server
         self.client = client
         self.peer = peer
         self.framer = framer
-        self.session = WebSocketSession(maxMessageSize: connection.server.limits.maxMessage)
+        self.session = WebSocketSession(maxMessageSize: connection.server.limits.maxMessage, compression: compression)
         self.lastReceive = connection.server.now
         self.lastData = connection.server.now
         client.owner = self
@@ -129,10 +129,20 @@ final class Bridge: StreamEndpointOwner {
         if opcode == .text || opcode == .binary {
             connection.record.messagesOut += 1
             connection.record.bytesOut += payload.count
+            // Control frames are never compressed (RFC 7692 §6.1); a message may go either way.
+            if let compression = session.compression, compression.compress(payload, emit: { chunk, first, fin in
+                writeFrame(fin: fin, compressed: first, first ? opcode : .continuation, chunk)
+            }) {
+                return
+            }
         }
+        writeFrame(fin: true, compressed: false, opcode, payload, last: last)
+    }
+
+    private func writeFrame(fin: Bool, compressed: Bool, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer, last: Bool = false) {
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in
-            let size = FrameHeader.encodeServerHeader(fin: true, opcode: opcode, length: payload.count, into: h.baseAddress!)
+            let size = FrameHeader.encodeServerHeader(fin: fin, compressed: compressed, opcode: opcode, length: payload.count, into: h.baseAddress!)
             client.send(UnsafeRawBufferPointer(rebasing: h[0..<size]), payload, flags: last ? Int32(MSG_MORE) : 0)
         }
     }

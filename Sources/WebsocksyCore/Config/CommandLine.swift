@@ -48,6 +48,10 @@ public enum CommandLineParser {
                 try config.setCore(String(arg.dropFirst(2)), "yes", at: origin)
             case "--connect-timeout": try config.setCore("connect-timeout", value(for: arg), at: origin)
             case "--peer-buffer", "--buffer-memory": try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
+            case "-z", "--compression": try config.setCore("compression", value(for: arg), at: origin)
+            case "--compression-level", "--server-max-window-bits", "--client-max-window-bits",
+                 "--server-no-context-takeover", "--client-no-context-takeover":
+                try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "-c", "--config":
                 let option = try value(for: arg)
                 guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
@@ -104,6 +108,16 @@ public enum CommandLineParser {
                             budget for messages assembled for echo and datagram peers and echo
                             replies not read (default auto = a quarter of physical memory); over
                             it, the connection holding the most is closed with 1009
+      -z, --compression off|on|SIZE
+                            accept permessage-deflate from clients that offer it; SIZE =
+                            compress only messages of at least SIZE bytes (default off)
+          --compression-level N
+                            zlib level 1 (fastest) to 9 (default 6)
+          --server-max-window-bits N, --client-max-window-bits N
+                            largest compression windows, ours (9-15) and the client's (8-15)
+                            (default 11 and 11)
+          --server-no-context-takeover yes|no, --client-no-context-takeover yes|no
+                            compress each message on its own (default no, no)
           --tls-cert FILE   PEM certificate (and chain) for wss://; plain and TLS clients then
                             share the port, told apart by their first byte
           --tls-key FILE    PEM private key (default: read from the certificate file)
@@ -159,7 +173,9 @@ public enum CommandLineParser {
     connect-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
     max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
     workers, web, access-log, trusted-proxy, tls-cert, tls-key, tls-only, tls-priority, tls-ca,
-    tls-verify-client, peer-tls-ca, peer-tls-verify. Timeouts and intervals are whole seconds,
+    tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
+    server-max-window-bits, client-max-window-bits, server-no-context-takeover,
+    client-no-context-takeover. Timeouts and intervals are whole seconds,
     at most 31536000 (365 days).
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the

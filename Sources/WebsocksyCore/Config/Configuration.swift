@@ -73,6 +73,8 @@ public struct Configuration: Sendable {
     public var pluginDirectory: String?
     public var logLevel: LogLevel = .info
     public var tls = TLSSettings()
+    /// permessage-deflate (`compression` and the RFC 7692 parameter keys).
+    public var deflate = DeflateSettings()
 
     /// TLS for the listener (`tls-*`) and for `tls://` peers (`peer-tls-*`).
     public struct TLSSettings: Sendable {
@@ -143,6 +145,17 @@ public struct Configuration: Sendable {
                 }
                 workers = n
             }
+        case "compression":
+            guard let choice = CompressionChoice.parse(value) else {
+                throw ConfigError(origin.description, "compression must be off, on or a minimum message size (e.g. 256), not '\(value)'")
+            }
+            deflate.enabled = choice.enabled
+            deflate.minimumSize = choice.minimumSize
+        case "compression-level": deflate.level = try count(key, value, origin, minimum: 1, maximum: 9)
+        case "server-max-window-bits": deflate.serverMaxWindowBits = try count(key, value, origin, minimum: 9, maximum: 15)
+        case "client-max-window-bits": deflate.clientMaxWindowBits = try count(key, value, origin, minimum: 8, maximum: 15)
+        case "server-no-context-takeover": deflate.serverContextTakeover = try !boolean(key, value, origin)
+        case "client-no-context-takeover": deflate.clientContextTakeover = try !boolean(key, value, origin)
         case "max-message": maxMessage = try size(key, value, origin, minimum: 125, maximum: Self.maxSize)
         case "backend":
             guard !value.isEmpty else { throw ConfigError(origin.description, "backend needs a name") }

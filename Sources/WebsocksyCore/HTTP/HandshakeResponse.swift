@@ -1,12 +1,14 @@
 /// The bytes of the server's handshake answers (RFC 6455 §4.2.2).
 public enum HandshakeResponse {
-    /// `101 Switching Protocols` completing the upgrade, with the selected subprotocol if any.
-    public static func accept(key: String, subprotocol: String?) -> [UInt8] {
+    /// `101 Switching Protocols` completing the upgrade, with the selected subprotocol and the
+    /// accepted extensions, if any.
+    public static func accept(key: String, subprotocol: String?, extensions: String? = nil) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(160 + (subprotocol?.utf8.count ?? 0))
+        out.reserveCapacity(160 + (subprotocol?.utf8.count ?? 0) + (extensions?.utf8.count ?? 0))
         out += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".utf8
         WebSocketAccept.append(forKey: key, to: &out)
         if let subprotocol { out += "\r\nSec-WebSocket-Protocol: \(subprotocol)".utf8 }
+        if let extensions { out += "\r\nSec-WebSocket-Extensions: \(extensions)".utf8 }
         out += "\r\n\r\n".utf8
         return out
     }

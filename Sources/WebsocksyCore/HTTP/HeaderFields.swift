@@ -40,6 +40,11 @@ public struct HeaderFields: Sendable {
         fields.first { nameEquals($0.name, name) }.map { string($0.value) }
     }
 
+    /// The values of every field with this name, in arrival order: for list-valued fields.
+    public func values(_ name: String) -> [String] {
+        fields.filter { nameEquals($0.name, name) }.map { string($0.value) }
+    }
+
     /// The value of the last field with this name: for fields a proxy appends to.
     public func last(_ name: String) -> String? {
         fields.last { nameEquals($0.name, name) }.map { string($0.value) }

@@ -26,6 +26,22 @@ public func core_framing(_ name: UnsafeMutablePointer<CChar>?) -> ws_framing? {
     FramingRegistry.lookup(name.map { String(cString: $0) })
 }
 
+/// Sets an option of the connection a backend's `query` is routing (its `websocket*`).
+@_cdecl("core_peer_option")
+public func core_peer_option(_ ws: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> Int32 {
+    guard let ws, let key, let value else {
+        Log.error("core_peer_option: a connection, a key and a value are required")
+        return 1
+    }
+    let options = Unmanaged<PeerOptions>.fromOpaque(UnsafeRawPointer(ws)).takeUnretainedValue()
+    let (k, v) = (String(cString: key), String(cString: value))
+    if let problem = options.set(k, v) {
+        Log.warning("core_peer_option: \(problem)")
+        return 1
+    }
+    return 0
+}
+
 /// Lower-cases an ASCII string in place (websocksy exports this helper to its plugins).
 @_cdecl("xstr_lower")
 public func xstr_lower(_ text: UnsafeMutablePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {

@@ -32,7 +32,7 @@ extension Connection {
                 Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
                 record.peer = choice.address.description
                 record.subprotocol = choice.subprotocol
-                pendingUpgrade = (request.key, choice.subprotocol)
+                pendingUpgrade = (request.key, choice.subprotocol, negotiateCompression(request, choice.compression))
                 if choice.address == .echo {
                     completeUpgrade(peer: .echo)
                 } else {
@@ -44,16 +44,27 @@ extension Connection {
 
     /// Sends the 101 and hands the client to a bridge with its peer.
     func completeUpgrade(peer: Bridge.Peer) {
-        guard let (key, subprotocol) = pendingUpgrade else { return }
+        guard let (key, subprotocol, compression) = pendingUpgrade else { return }
         pendingUpgrade = nil
         record.status = 101
-        let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol)
+        let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol, extensions: compression?.parameters.responseHeader)
         response.withUnsafeBytes { client.send($0) }
-        let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer)
+        let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer, compression: compression)
         becomeOpen(bridge)
         client.resumeReading()
         // Frames may have arrived right behind the request.
         bridge.processClientInput()
+    }
+
+    /// permessage-deflate when this route allows it and the client offers it acceptably.
+    private func negotiateCompression(_ request: HandshakeRequest, _ routeChoice: CompressionChoice?) -> PerMessageDeflate? {
+        let pool = server.compression
+        let choice = routeChoice ?? CompressionChoice(enabled: pool.settings.enabled, minimumSize: pool.settings.minimumSize)
+        guard choice.enabled else { return nil }
+        let offers = request.headers.values("Sec-WebSocket-Extensions")
+        guard !offers.isEmpty,
+              let agreed = DeflateParameters.negotiate(ExtensionOffer.parse(offers), settings: pool.settings) else { return nil }
+        return PerMessageDeflate(parameters: agreed, pool: pool, minimumSize: choice.minimumSize)
     }
 
     /// Cross-site WebSocket hijacking defence: with `origin` configured, only listed pages may connect.

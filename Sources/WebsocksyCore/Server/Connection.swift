@@ -36,7 +36,7 @@ final class Connection: StreamEndpointOwner, ListMember {
     var connector: PeerConnector?
     var peerAddress = PeerAddress.echo
     var framer: PeerFramer?
-    var pendingUpgrade: (key: String, subprotocol: String?)?
+    var pendingUpgrade: (key: String, subprotocol: String?, compression: PerMessageDeflate?)?
     /// A tls:// peer whose handshake the 101 waits for.
     var securingPeer: StreamEndpoint?
     private(set) var bridge: Bridge?

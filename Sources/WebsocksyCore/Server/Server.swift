@@ -27,6 +27,8 @@ public final class Server {
     /// Connections that ended during this turn of the loop: kept until it is over, since the
     /// call that ended one may still be running on it.
     private var retired: [Connection] = []
+    /// permessage-deflate's shared buffers and streams, with the configured settings.
+    private(set) var compression: CompressionPool
     /// The buffer budget for assembled messages.
     private(set) var budget: MemoryBudget!
     /// Connections at the last return of freed memory to the system, and the most since.
@@ -57,6 +59,7 @@ public final class Server {
         web = try configuration.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
         backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
         limits = Limits(configuration)
+        compression = CompressionPool(settings: configuration.deflate)
         let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode,
                                     reusePort: configuration.workers != 1,
                                     inherited: configuration.inheritedListener) { [unowned self] fd, address in
@@ -133,6 +136,8 @@ public final class Server {
             Log.error("web root not changed: \(error)")
         }
         limits = Limits(fresh)
+        // Open connections keep the pool they negotiated with.
+        if fresh.deflate != configuration.deflate { compression = CompressionPool(settings: fresh.deflate) }
         budget.limit = limits.bufferMemoryBytes
         origins = fresh.origins
         trustedProxies = fresh.trustedProxies

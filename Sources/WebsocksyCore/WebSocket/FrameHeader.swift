@@ -64,12 +64,13 @@ public struct FrameHeader: Equatable, Sendable {
         return .header(header, size: size)
     }
 
-    /// Writes an unmasked server header (§5.1: servers never mask) for a payload of `length` bytes
+    /// Writes an unmasked server header (§5.1: servers never mask) for a payload of `length` bytes;
+    /// `compressed` sets RSV1 (RFC 7692 §6, on a compressed message's first frame)
     /// into `out`, which must hold 10 bytes; returns the header size.
     @inlinable
     @discardableResult
-    public static func encodeServerHeader(fin: Bool, opcode: Opcode, length: Int, into out: UnsafeMutableRawPointer) -> Int {
-        out.storeBytes(of: (fin ? 0x80 : 0) | opcode.rawValue, as: UInt8.self)
+    public static func encodeServerHeader(fin: Bool, compressed: Bool = false, opcode: Opcode, length: Int, into out: UnsafeMutableRawPointer) -> Int {
+        out.storeBytes(of: (fin ? 0x80 : 0) | (compressed ? 0x40 : 0) | opcode.rawValue, as: UInt8.self)
         if length < 126 {
             out.storeBytes(of: UInt8(length), toByteOffset: 1, as: UInt8.self)
             return 2

@@ -22,6 +22,11 @@ public struct WebSocketReader {
 
     /// The largest message accepted (the sum of its fragments' payloads); larger ones get 1009.
     public var maxMessageSize: UInt64
+    /// permessage-deflate is in force: RSV1 may mark a message's first frame as compressed.
+    public var allowsCompression = false
+    /// The message in progress (or the last one) had RSV1 on its first frame: its payload is
+    /// compressed, so UTF-8 is checked and the size limit applied after inflating, not here.
+    public private(set) var messageCompressed = false
 
     /// The frame whose payload is being read, if any.
     @usableFromInline var frame: FrameHeader?
@@ -75,7 +80,7 @@ public struct WebSocketReader {
         let opcode = messageOpcode!
         let frameDone = frameRemaining == 0
         let messageEnd = frameDone && header.fin
-        if opcode == .text {
+        if opcode == .text && !messageCompressed {
             guard utf8.validate(UnsafeRawBufferPointer(chunk)) else {
                 return fail(.invalidPayload, "invalid UTF-8 in a text message", consumed: consumed)
             }
@@ -94,9 +99,15 @@ public struct WebSocketReader {
 
     /// The header rules of §5.2–§5.5 that need no payload.
     private mutating func check(_ h: FrameHeader) -> (consumed: Int, event: Event)? {
-        if h.rsv != 0 { return fail(.protocolError, "RSV bits set without a negotiated extension") }
         guard let opcode = h.opcode else {
             return fail(.protocolError, "reserved opcode \(h.opcodeValue)")
+        }
+        if h.rsv & 0b011 != 0 { return fail(.protocolError, "RSV2 or RSV3 set without a negotiated extension") }
+        if h.rsv & 0b100 != 0 {
+            // RFC 7692 §6: RSV1 marks a compressed message, on its first frame only.
+            if !allowsCompression { return fail(.protocolError, "RSV1 set without a negotiated extension") }
+            if opcode.isControl { return fail(.protocolError, "RSV1 set on a control frame") }
+            if opcode == .continuation { return fail(.protocolError, "RSV1 set on a continuation frame") }
         }
         if !h.masked { return fail(.protocolError, "client frame is not masked") }
         if opcode.isControl {
@@ -110,15 +121,24 @@ public struct WebSocketReader {
             return fail(.protocolError, "new data frame inside a fragmented message")
         }
         let soFar = opcode == .continuation ? messageLength : 0
-        if h.payloadLength > maxMessageSize || soFar + h.payloadLength > maxMessageSize {
+        let compressed = opcode == .continuation ? messageCompressed : h.rsv & 0b100 != 0
+        let limit = compressed ? Self.compressedLimit(maxMessageSize) : maxMessageSize
+        if h.payloadLength > limit || soFar + h.payloadLength > limit {
             return fail(.messageTooBig, "message exceeds \(maxMessageSize) bytes")
         }
         return nil
     }
 
+    /// The most compressed bytes a message within `limit` once inflated can take on the wire:
+    /// DEFLATE's stored blocks add 5 bytes per 64 KiB, and a sender may flush more often.
+    static func compressedLimit(_ limit: UInt64) -> UInt64 {
+        limit > UInt64.max / 2 ? limit : limit + limit / 64 + 1024
+    }
+
     private mutating func startDataFrame(_ h: FrameHeader) {
         if h.opcodeValue != Opcode.continuation.rawValue {
             messageOpcode = h.opcode
+            messageCompressed = h.rsv & 0b100 != 0
             messageLength = 0
             messageStartPending = true
             utf8.reset()
@@ -134,7 +154,7 @@ public struct WebSocketReader {
         frame = nil
         if h.fin {
             messageOpcode = nil
-            if opcode == .text && !utf8.isComplete {
+            if opcode == .text && !messageCompressed && !utf8.isComplete {
                 return fail(.invalidPayload, "text message ends inside a UTF-8 sequence").event
             }
         }

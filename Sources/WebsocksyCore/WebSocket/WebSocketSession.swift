@@ -10,6 +10,8 @@
 /// - Data received after our Close is still handed out: the client sent it before it saw ours, and
 ///   a peer that is still reading may want it.
 /// - A protocol violation fails the connection with its close code (1002, 1007, 1009; §7.1.7).
+/// - With permessage-deflate, compressed messages are inflated here (see `+Inflate`): the actions
+///   carry what the client meant, and the size limit and UTF-8 apply to that.
 public struct WebSocketSession {
     public enum Action {
         /// Nothing more can be decoded from the bytes given.
@@ -29,7 +31,15 @@ public struct WebSocketSession {
         case fail(CloseCode, reason: String, sendClose: Bool)
     }
 
-    private var reader: WebSocketReader
+    var reader: WebSocketReader
+    /// permessage-deflate, when the handshake agreed on it.
+    public let compression: PerMessageDeflate?
+    /// A compressed chunk being inflated in bounded steps (see `+Inflate`).
+    var inflating: InflateProgress?
+    /// The next inflated bytes delivered start a message.
+    var inflatedStartPending = false
+    var inflatedLength: UInt64 = 0
+    var inflatedUTF8 = UTF8Validator()
     /// A Close frame has been sent: no frame may follow it.
     public private(set) var closeSent = false
     /// The client's Close frame arrived: it sends nothing more.
@@ -37,8 +47,10 @@ public struct WebSocketSession {
     /// The client's Close arrived or it broke the protocol: nothing more is read.
     public private(set) var isFinished = false
 
-    public init(maxMessageSize: UInt64) {
+    public init(maxMessageSize: UInt64, compression: PerMessageDeflate? = nil) {
         reader = WebSocketReader(maxMessageSize: maxMessageSize)
+        reader.allowsCompression = compression != nil
+        self.compression = compression
     }
 
     /// Whether data frames and pongs may still be sent.
@@ -48,11 +60,15 @@ public struct WebSocketSession {
     /// action, then drops `consumed` bytes, and calls again until `.needMore`.
     public mutating func next(_ input: UnsafeMutableRawBufferPointer) -> (consumed: Int, action: Action) {
         guard !isFinished else { return (input.count, .needMore) }
+        if inflating != nil { return inflateStep(input) }
         let (consumed, event) = reader.next(input)
         switch event {
         case .needMore:
             return (consumed, .needMore)
         case .data(let payload, let opcode, let start, let end):
+            if reader.messageCompressed {
+                return startInflating(payload, in: input, consumed: consumed, opcode: opcode, messageStart: start, messageEnd: end)
+            }
             return (consumed, .deliver(payload, opcode: opcode, messageStart: start, messageEnd: end))
         case .ping(let payload):
             return (consumed, closeSent ? .none : .reply(.pong, payload))
@@ -65,11 +81,16 @@ public struct WebSocketSession {
             closeSent = true
             return (consumed, .closeReceived(code: code, reply: code.map { CloseCode($0) } ?? .normalClosure))
         case .violation(let code, let why):
-            isFinished = true
-            let mustSend = !closeSent
-            closeSent = true
-            return (consumed, .fail(code, reason: why, sendClose: mustSend))
+            return (consumed, failure(code, why))
         }
+    }
+
+    /// The client broke the protocol: nothing more is read, and a Close goes out unless one has.
+    mutating func failure(_ code: CloseCode, _ why: String) -> Action {
+        isFinished = true
+        let mustSend = !closeSent
+        closeSent = true
+        return .fail(code, reason: why, sendClose: mustSend)
     }
 
     /// Starts a close from our side; true when the caller must send the Close frame now.
@@ -83,5 +104,9 @@ public struct WebSocketSession {
     public mutating func abandon() {
         isFinished = true
         closeSent = true
+        if inflating != nil {
+            inflating = nil
+            compression?.endMessage(streamEnded: false)
+        }
     }
 }
