@@ -75,7 +75,9 @@ test-asan: plugins $(TESTPLUGINS) $(TESTPLUGINDIR)/malloc_count.so $(VENV)/.inst
 ASAN_MEASURED := $(addprefix --deselect Tests/integration/test_robustness.py::, \
 	test_a_second_client_upgrades_quickly_while_another_floods_empty_fragments \
 	test_a_million_unread_pings_keep_memory_bounded test_rss_returns_near_the_baseline_after_5000_connections) \
-	--deselect Tests/integration/test_hostile.py::test_unread_echo_replies_are_held_within_the_buffer_budget
+	--deselect Tests/integration/test_hostile.py::test_unread_echo_replies_are_held_within_the_buffer_budget \
+	$(addprefix --deselect Tests/integration/test_compression.py::, test_decompression_bomb_closes_1009_with_flat_memory \
+	test_inflating_respects_backpressure test_idle_compressed_connections_cost_little_memory)
 
 unit-test:
 	$(SWIFT) test

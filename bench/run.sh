@@ -16,6 +16,7 @@ cc -O2 -o "$OUT/wsload" "$SHARED/wsload.c"
 cc -O2 -o "$OUT/echopeer" "$SHARED/echopeer.c"
 cc -O2 -o "$OUT/wssbench" bench/wssbench.c -lgnutls -lpthread
 cc -O2 -o "$OUT/upgradefloor" bench/upgradefloor.c -lnettle
+cc -O2 -o "$OUT/deflatebench" bench/deflatebench.c -lz -lpthread
 [ -f "$OUT/key.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$OUT/key.pem" \
     -out "$OUT/cert.pem" -days 3650 -subj /CN=localhost 2>/dev/null
 if ! command -v socat >/dev/null; then
@@ -23,6 +24,9 @@ if ! command -v socat >/dev/null; then
 fi
 
 PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306; FLOOR_PORT=19307
+# JSON stream rows: each gateway has its own peer port, where deflatebench listens during a run.
+DZ_PORT=19308; DZ_PEER=19309; DU_PORT=19310; DU_PEER=19311; CGZ_PORT=19312; CGZ_PEER=19313
+JSON=(-c framing=newline -c framing-config=lf)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -37,6 +41,10 @@ $RELAY "$GATEWAY" -l 127.0.0.1 -p $TLS_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_P
     --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" 2>"$OUT/gateway-tls.log" & pids+=($!)
 $RELAY "$OUT/upgradefloor" -p $FLOOR_PORT -P $PEER_PORT & floor_pid=$!; pids+=($floor_pid)
 "$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $DZ_PORT -k 0 --compression on -c host=tcp://127.0.0.1:$DZ_PEER "${JSON[@]}" \
+    2>"$OUT/gateway-deflate.log" & pids+=($!)
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $DU_PORT -k 0 --compression off -c host=tcp://127.0.0.1:$DU_PEER "${JSON[@]}" \
+    2>"$OUT/gateway-json.log" & pids+=($!)
 sleep 0.5
 
 # field NAME from a RESULT line
@@ -122,6 +130,41 @@ else
     R[instructions]="(valgrind missing)"
 fi
 
+# JSON stream: deflatebench is the TCP peer (JSON lines of 100-300 bytes, written as fast as the
+# gateway takes them) and the client (offering permessage-deflate as Chromium does, inflating and
+# checking every byte); one gateway with --compression on, one with it off.
+json_stream() {  # PORT PEER_PORT -> "median MBps, median ratio, errors"
+    local port=$1 peer=$2 lines=()
+    for _ in $(seq "$RUNS"); do
+        lines+=("$($LOAD "$OUT/deflatebench" -q -d "$DURATION" -u 127.0.0.1:$port -P $peer | tee -a "$OUT/deflatebench.log" || true)")
+    done
+    median() { for l in "${lines[@]}"; do echo "$l" | field "$1"; done | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p"; }
+    echo "$(median MBps) $(median ratio) $(for l in "${lines[@]}"; do echo "$l" | field errors; done | awk '{ s += $1 } END { print s + 0 }')"
+}
+read -r R[json_z,MBps] R[json_z,ratio] R[json_z,errors] <<<"$(json_stream $DZ_PORT $DZ_PEER)"
+read -r R[json_u,MBps] _ R[json_u,errors] <<<"$(json_stream $DU_PORT $DU_PEER)"
+json_errors() { [ "$1" = 0 ] || echo " ($1 errors: see $OUT/deflatebench.log)"; }
+
+# Instructions per compressed ~1 KiB JSON message (gateway defaults: level 6, window 11, context
+# takeover), as for echo: the difference of two runs of 1000 and 3000 messages, so start-up, the
+# upgrade and the close cancel out; nothing else is subtracted (reading the peer and framing the
+# lines are included, and are about 3% of it).
+callgrind_json() {  # MESSAGES -> "instructions messages"
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$GATEWAY" -l 127.0.0.1 -p $CGZ_PORT -k 0 --compression on \
+        -c host=tcp://127.0.0.1:$CGZ_PEER "${JSON[@]}" 2>"$OUT/callgrind-deflate.log" &
+    local vg=$! msgs
+    msgs=$("$OUT/deflatebench" -q -T 30 -n "$1" -s 1024 -u 127.0.0.1:$CGZ_PORT -P $CGZ_PEER | field msgs || true)
+    kill -TERM $vg; wait $vg || true
+    echo "$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$OUT/callgrind-deflate.log") $msgs"
+}
+if command -v valgrind >/dev/null; then
+    read -r i1 m1 <<<"$(callgrind_json 1000)"
+    read -r i2 m2 <<<"$(callgrind_json 3000)"
+    R[instructions_json]=$(( (i2 - i1) / (m2 - m1) ))
+else
+    R[instructions_json]="(valgrind missing)"
+fi
+
 # wss: the same client (wssbench) over plain TCP and over TLS to one TLS-enabled gateway.
 wss() {
     local fieldname=$1; shift
@@ -157,6 +200,9 @@ table=$(cat <<EOT
 | idle on echo://: connections open/probed, RSS bytes per connection | ${R[idle_echo,open]}, ${R[idle_echo,bytes]} |
 | idle bridged to TCP: connections open/probed, RSS bytes per connection | ${R[idle_tcp,open]}, ${R[idle_tcp,bytes]} |
 | instructions per echoed 1 KiB message (callgrind, TCP peer) | ${R[instructions]} |
+| json stream compressed, 1 conn, 155 B lines (deflatebench, \`--compression on\`): payload MB/s, ratio | ${R[json_z,MBps]}, ${R[json_z,ratio]}$(json_errors "${R[json_z,errors]}") |
+| json stream uncompressed, 1 conn, 155 B lines (\`--compression off\`): payload MB/s | ${R[json_u,MBps]}$(json_errors "${R[json_u,errors]}") |
+| instructions per compressed ~1 KiB JSON message (callgrind, level 6, window 11) | ${R[instructions_json]} |
 
 | wssbench, median of $RUNS × ${DURATION}s | ws:// | wss:// (TLS 1.3, P-256) | wss / ws |
 |---|---|---|---|
@@ -177,6 +223,10 @@ echo "$table"
     echo "below wsload's). The load generator does its half of the TLS work on the other core."
     echo "upgradefloor: \`bench/upgradefloor.c\`, the least work per upgrade (accept, connect the peer, 101, Close, close),"
     echo "on the relay's core: the handshake ceiling of this layout."
+    echo "json stream: \`bench/deflatebench.c\` is both the TCP peer (seeded JSON lines, 155 B on average, written as fast as"
+    echo "the gateway takes them) and the client (offers \`permessage-deflate; client_max_window_bits\`, inflates, checks every"
+    echo "byte); websocksy with \`-c framing=newline -c framing-config=lf\` and \`--compression on\` (defaults: level 6, window"
+    echo "11 bits, context takeover) or off. Ratio = payload bytes / bytes of frames received."
     echo
     echo "$table"
 } >> BENCHMARKS.md

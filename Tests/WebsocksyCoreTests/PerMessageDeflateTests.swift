@@ -148,6 +148,16 @@ private func deliveredText(_ actions: [SessionAction]) -> [UInt8] {
         }
     }
 
+    /// A message ending its DEFLATE stream with BFINAL does not lose the window: the next message
+    /// may still refer back into it (context takeover).
+    @Test func windowSurvivesAFinalBlock() {
+        var session = compressedSession()
+        let bytes = clientFrame(1, [0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00], rsv: 4)
+            + clientFrame(1, [0xF2, 0x00, 0x11, 0x00, 0x00], rsv: 4)
+        #expect(actions(&session, bytes) == [.deliver(text("Hello"), .text, start: true, end: true),
+                                             .deliver(text("Hello"), .text, start: true, end: true)])
+    }
+
     @Test func compressorMatchesTheRFCExamples() {
         let deflate = PerMessageDeflate(parameters: wideOpen, pool: CompressionPool(settings: DeflateSettings()))
         #expect(compress(deflate, text("Hello"))?.map(\.0) == [[0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00]])

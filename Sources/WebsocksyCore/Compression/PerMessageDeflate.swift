@@ -11,6 +11,13 @@ public final class PerMessageDeflate {
     private var lentInflater: Inflater?
     private var ownDeflater: Deflater?
 
+    // The client message being inflated (see `WebSocketSession+Inflate`).
+    var inflating: InflateProgress?
+    /// The next inflated bytes delivered start a message.
+    var inflatedStartPending = false
+    var inflatedLength: UInt64 = 0
+    var inflatedUTF8 = UTF8Validator()
+
     /// The empty stored block a sender removes from the end of each message (§7.2.1), appended
     /// again before inflating the message's end (§7.2.2).
     static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
@@ -42,15 +49,20 @@ public final class PerMessageDeflate {
 
     /// The client message ended (or failed): without context takeover its window is forgotten.
     func endMessage(streamEnded: Bool) {
+        inflating = nil
         if let lentInflater {
             pool.returnInflater(lentInflater)
             self.lentInflater = nil
         } else if streamEnded {
-            // A final block ended the DEFLATE stream: zlib reads nothing after it, so the next
-            // message starts a new stream (its references to earlier messages cannot be resolved
-            // by an ended stream; such a sender keeps no context in practice).
-            ownInflater?.reset()
+            // A final block ended the DEFLATE stream and zlib reads nothing after it: the next
+            // message starts a new stream, which may still refer back into the window.
+            ownInflater?.restartKeepingWindow()
         }
+    }
+
+    /// The connection ends in the middle of a message.
+    func abandonMessage() {
+        if inflating != nil { endMessage(streamEnded: false) }
     }
 
     // MARK: Sending

@@ -29,6 +29,16 @@ final class Inflater {
     /// Forgets the window: the next message starts a new stream.
     func reset() { inflateReset(stream) }
 
+    /// Starts a new stream after one ended, with the old one's window as its dictionary.
+    func restartKeepingWindow() {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1 << 15) { window in
+            var length: UInt32 = 0
+            inflateGetDictionary(stream, window.baseAddress, &length)
+            inflateReset(stream)
+            if length > 0 { inflateSetDictionary(stream, window.baseAddress, length) }
+        }
+    }
+
     /// Inflates as much of `input` into `output` as fits; returns what was consumed and produced.
     func inflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> (consumed: Int, produced: Int, status: Status) {
         stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self))

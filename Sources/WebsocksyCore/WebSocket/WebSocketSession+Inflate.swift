@@ -24,40 +24,41 @@ struct InflateProgress {
 extension WebSocketSession {
     mutating func startInflating(_ payload: UnsafeMutableRawBufferPointer, in input: UnsafeMutableRawBufferPointer,
                                  consumed: Int, opcode: Opcode, messageStart: Bool, messageEnd: Bool) -> (consumed: Int, action: Action) {
+        let state = compression!
         if messageStart {
-            inflatedStartPending = true
-            inflatedLength = 0
-            inflatedUTF8.reset()
+            state.inflatedStartPending = true
+            state.inflatedLength = 0
+            state.inflatedUTF8.reset()
         }
         let offset = payload.baseAddress.map { $0 - input.baseAddress! } ?? consumed
-        inflating = InflateProgress(offset: offset, remaining: payload.count, consumed: consumed, opcode: opcode, messageEnd: messageEnd)
+        state.inflating = InflateProgress(offset: offset, remaining: payload.count, consumed: consumed, opcode: opcode, messageEnd: messageEnd)
         return inflateStep(input)
     }
 
     /// Inflates the chunk in progress until the output buffer is full or the chunk is used up.
     mutating func inflateStep(_ input: UnsafeMutableRawBufferPointer) -> (consumed: Int, action: Action) {
-        guard var progress = inflating, let compression else { return (0, .needMore) }
+        guard let compression, var progress = compression.inflating else { return (0, .needMore) }
         guard let inflater = compression.messageInflater() else {
-            inflating = nil
-            return (progress.consumed, failure(.internalError, "out of memory for a decompressor"))
+            return inflateFailure(.internalError, "out of memory for a decompressor", consumed: progress.consumed)
         }
         let output = compression.pool.inflateOutput
         // One byte beyond the limit is enough to know the message is too big.
-        let allowed = reader.maxMessageSize - min(inflatedLength, reader.maxMessageSize)
+        let allowed = reader.maxMessageSize - min(compression.inflatedLength, reader.maxMessageSize)
         let room = Int(min(UInt64(output.count), allowed + 1))
         var produced = 0
         var drained = false
         while produced < room {
-            let source: UnsafeRawBufferPointer
+            // The frame's bytes, then (at the message's end) the tail, then nothing: zlib may
+            // still hold output from input it has taken.
+            let space = UnsafeMutableRawBufferPointer(rebasing: output[produced..<room])
             let fromTail = progress.remaining == 0
-            if !fromTail {
-                source = UnsafeRawBufferPointer(rebasing: input[progress.offset..<(progress.offset + progress.remaining)])
+            let step = if !fromTail {
+                inflater.inflate(UnsafeRawBufferPointer(rebasing: input[progress.offset..<(progress.offset + progress.remaining)]), into: space)
             } else if progress.messageEnd && progress.tailUsed < 4 && !progress.streamEnded {
-                source = PerMessageDeflate.tail.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[progress.tailUsed...]) }
+                PerMessageDeflate.tail.withUnsafeBytes { inflater.inflate(UnsafeRawBufferPointer(rebasing: $0[progress.tailUsed...]), into: space) }
             } else {
-                source = UnsafeRawBufferPointer(start: nil, count: 0)
+                inflater.inflate(UnsafeRawBufferPointer(start: nil, count: 0), into: space)
             }
-            let step = inflater.inflate(source, into: UnsafeMutableRawBufferPointer(rebasing: output[produced..<room]))
             produced += step.produced
             if fromTail { progress.tailUsed += step.consumed } else {
                 progress.offset += step.consumed
@@ -70,56 +71,52 @@ extension WebSocketSession {
                 progress.offset += progress.remaining
                 progress.remaining = 0
             case .dataError(let why):
-                inflating = nil
-                compression.endMessage(streamEnded: false)
                 let code: CloseCode = progress.opcode == .text ? .invalidPayload : .protocolError
-                return (progress.consumed, failure(code, "undecodable compressed data (\(why))"))
+                return inflateFailure(code, "undecodable compressed data (\(why))", consumed: progress.consumed)
             }
             let inputUsed = progress.remaining == 0 && (!progress.messageEnd || progress.tailUsed == 4 || progress.streamEnded)
             // Output room left after a call means zlib has given all it can from this input.
             if inputUsed && produced < room { drained = true; break }
             if step.consumed == 0 && step.produced == 0 {
                 guard inputUsed else {
-                    inflating = nil
-                    compression.endMessage(streamEnded: false)
-                    return (progress.consumed, failure(.protocolError, "compressed data that does not decode"))
+                    return inflateFailure(.protocolError, "compressed data that does not decode", consumed: progress.consumed)
                 }
                 drained = true
                 break
             }
         }
-        inflatedLength += UInt64(produced)
-        if inflatedLength > reader.maxMessageSize {
-            inflating = nil
-            compression.endMessage(streamEnded: false)
-            return (progress.consumed, failure(.messageTooBig, "message exceeds \(reader.maxMessageSize) bytes once decompressed"))
+        compression.inflatedLength += UInt64(produced)
+        if compression.inflatedLength > reader.maxMessageSize {
+            return inflateFailure(.messageTooBig, "message exceeds \(reader.maxMessageSize) bytes once decompressed", consumed: progress.consumed)
         }
         let chunk = UnsafeMutableRawBufferPointer(rebasing: output[0..<produced])
         let messageEnd = drained && progress.messageEnd
         if progress.opcode == .text {
-            guard inflatedUTF8.validate(UnsafeRawBufferPointer(chunk)) else {
-                inflating = nil
-                compression.endMessage(streamEnded: false)
-                return (progress.consumed, failure(.invalidPayload, "invalid UTF-8 in a text message"))
+            guard compression.inflatedUTF8.validate(UnsafeRawBufferPointer(chunk)) else {
+                return inflateFailure(.invalidPayload, "invalid UTF-8 in a text message", consumed: progress.consumed)
             }
-            if messageEnd && !inflatedUTF8.isComplete {
-                inflating = nil
-                compression.endMessage(streamEnded: false)
-                return (progress.consumed, failure(.invalidPayload, "text message ends inside a UTF-8 sequence"))
+            if messageEnd && !compression.inflatedUTF8.isComplete {
+                return inflateFailure(.invalidPayload, "text message ends inside a UTF-8 sequence", consumed: progress.consumed)
             }
         }
         let consumed: Int
         if drained {
-            inflating = nil
+            compression.inflating = nil
             consumed = progress.consumed
             if messageEnd { compression.endMessage(streamEnded: progress.streamEnded) }
             if produced == 0 && !messageEnd { return (consumed, .none) }
         } else {
-            inflating = progress
+            compression.inflating = progress
             consumed = 0
         }
-        let start = inflatedStartPending
-        inflatedStartPending = false
+        let start = compression.inflatedStartPending
+        compression.inflatedStartPending = false
         return (consumed, .deliver(chunk, opcode: progress.opcode, messageStart: start, messageEnd: messageEnd))
+    }
+
+    /// The message cannot be inflated: its decompressor goes back, and the connection fails.
+    private mutating func inflateFailure(_ code: CloseCode, _ why: String, consumed: Int) -> (consumed: Int, action: Action) {
+        compression?.endMessage(streamEnded: false)
+        return (consumed, failure(code, why))
     }
 }

@@ -32,14 +32,9 @@ public struct WebSocketSession {
     }
 
     var reader: WebSocketReader
-    /// permessage-deflate, when the handshake agreed on it.
+    /// permessage-deflate, when the handshake agreed on it (its state lives there, so a session
+    /// without it carries one pointer more).
     public let compression: PerMessageDeflate?
-    /// A compressed chunk being inflated in bounded steps (see `+Inflate`).
-    var inflating: InflateProgress?
-    /// The next inflated bytes delivered start a message.
-    var inflatedStartPending = false
-    var inflatedLength: UInt64 = 0
-    var inflatedUTF8 = UTF8Validator()
     /// A Close frame has been sent: no frame may follow it.
     public private(set) var closeSent = false
     /// The client's Close frame arrived: it sends nothing more.
@@ -60,7 +55,7 @@ public struct WebSocketSession {
     /// action, then drops `consumed` bytes, and calls again until `.needMore`.
     public mutating func next(_ input: UnsafeMutableRawBufferPointer) -> (consumed: Int, action: Action) {
         guard !isFinished else { return (input.count, .needMore) }
-        if inflating != nil { return inflateStep(input) }
+        if compression?.inflating != nil { return inflateStep(input) }
         let (consumed, event) = reader.next(input)
         switch event {
         case .needMore:
@@ -104,9 +99,6 @@ public struct WebSocketSession {
     public mutating func abandon() {
         isFinished = true
         closeSent = true
-        if inflating != nil {
-            inflating = nil
-            compression?.endMessage(streamEnded: false)
-        }
+        compression?.abandonMessage()
     }
 }
