@@ -65,3 +65,46 @@ def test_no_allocation_per_message(tmp_path, peer_factory, peer):
         assert (after - before) / 2000 < 0.01, f"{after - before} allocations for 2000 messages"
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("takeover", ["context", "no-context"])
+def test_no_allocation_per_compressed_message(tmp_path, takeover):
+    """permessage-deflate in steady state: the zlib streams and buffers exist after the first
+    messages; inflating and deflating a message allocates nothing more."""
+    import struct
+    import zlib
+    args = ["--server-no-context-takeover", "yes", "--client-no-context-takeover", "yes"] if takeover == "no-context" else []
+    g = start(tmp_path, "-c", "host=echo://", "--compression", "on", *args)
+    try:
+        c = RawClient(g.port)
+        c.handshake(extra="Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+        fresh = lambda: (zlib.compressobj(6, zlib.DEFLATED, -11), zlib.decompressobj(-11))
+        streams = fresh()
+
+        def exchange(n):
+            nonlocal streams
+            for i in range(n):
+                message = b'{"type":"trade","seq":%d,"symbol":"AAPL","price":%d.25,"size":100}' % (i, 100 + i % 50) * 12
+                if takeover == "no-context":
+                    streams = fresh()
+                compressor, inflater = streams
+                data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                c.send(frame(1, data[:-4], rsv=4))
+                c._need(4)
+                b0, length = c.buf[0], c.buf[1] & 0x7F
+                header = 2 if length < 126 else 4
+                if length == 126:
+                    length = struct.unpack("!H", c.buf[2:4])[0]
+                c._need(header + length)
+                payload, c.buf = c.buf[header:header + length], c.buf[header + length:]
+                assert b0 & 0x40, "the echo should come back compressed"
+                assert inflater.decompress(payload + b"\x00\x00\xff\xff") == message
+
+        exchange(200)
+        before = count(g, str(tmp_path / "count"))
+        exchange(2000)
+        after = count(g, str(tmp_path / "count"))
+        print(f"compressed ({takeover}): {after - before} allocations in 2000 messages")
+        assert (after - before) / 2000 < 0.01, f"{after - before} allocations for 2000 messages"
+    finally:
+        g.stop()
