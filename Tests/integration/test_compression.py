@@ -128,7 +128,7 @@ def test_fragmented_messages_both_ways(compressed_echo):
 
 
 def test_declined_offers_leave_the_connection_uncompressed(compressed_echo):
-    for offer in ["permessage-deflate; server_max_window_bits=8", "permessage-deflate; bogus",
+    for offer in ["permessage-deflate; server_max_window_bits=7", "permessage-deflate; bogus",
                   "permessage-deflate; client_max_window_bits=16", "permessage-deflate; server_no_context_takeover=yes",
                   "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
                   "x-webkit-deflate-frame", "\"garbage", ";;;,,,", "permessage-deflate; server_max_window_bits=\"1\\"]:

@@ -6,7 +6,7 @@ public struct DeflateParameters: Equatable, Sendable {
     public var serverNoContextTakeover: Bool
     /// The client starts each message from an empty window, so ours is not kept between messages.
     public var clientNoContextTakeover: Bool
-    /// The window we compress with (9–15; zlib cannot make raw 8-bit-window streams).
+    /// The window we compress with (8–15; see `Deflater` for 8).
     public var serverMaxWindowBits: Int
     /// Whether `server_max_window_bits` goes into the answer: when offered, or when below 15.
     public var announceServerWindow: Bool
@@ -28,8 +28,7 @@ public struct DeflateParameters: Equatable, Sendable {
 
     /// The first acceptable permessage-deflate offer among `offers`, adjusted to `settings`; nil when
     /// there is none (the connection then goes on uncompressed). An offer with an unknown,
-    /// duplicated or invalid parameter is declined (§7.1), and so is `server_max_window_bits=8`,
-    /// which zlib cannot honour for raw DEFLATE.
+    /// duplicated or invalid parameter is declined (§7.1).
     public static func negotiate(_ offers: [ExtensionOffer], settings: DeflateSettings) -> DeflateParameters? {
         for offer in offers where offer.name == "permessage-deflate" {
             if let agreed = accept(offer, settings) { return agreed }
@@ -64,7 +63,6 @@ public struct DeflateParameters: Equatable, Sendable {
                 return nil
             }
         }
-        if serverBits == 8 { return nil }
         let ourServerBits = min(serverBits ?? 15, settings.serverMaxWindowBits)
         // A client that cannot be asked for a smaller window (no client_max_window_bits in its
         // offer) would have us keep a 32 KiB window per connection: it is asked instead not to

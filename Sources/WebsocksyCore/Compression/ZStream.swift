@@ -65,10 +65,14 @@ final class Inflater {
 final class Deflater {
     private let stream: UnsafeMutablePointer<z_stream>
 
+    /// `windowBits` 8 to 15. zlib cannot make raw streams with an 8-bit window; for a peer that
+    /// accepts no more (RFC 7692 allows asking for 8) it runs with 9 bits and only run-length
+    /// matches (distance 1), which no window can be too small for.
     init?(level: Int, windowBits: Int, memoryLevel: Int) {
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
-        guard czlib_deflate_init_raw(stream, Int32(level), Int32(windowBits), Int32(memoryLevel)) == Z_OK else {
+        let bits = max(9, windowBits), strategy = windowBits < 9 ? Z_RLE : Z_DEFAULT_STRATEGY
+        guard czlib_deflate_init_raw(stream, Int32(level), Int32(bits), Int32(memoryLevel), strategy) == Z_OK else {
             stream.deallocate()
             return nil
         }
