@@ -57,19 +57,32 @@ final class Bridge: StreamEndpointOwner {
 
     // MARK: Client → peer
 
-    /// Decodes what the client sent and acts on it, until the bytes run out or a queue this client
-    /// feeds is over its high-water mark (the rest waits in the inbox).
+    /// Payload handed on per wake-up at most. The read budget bounds what one wake-up reads, but
+    /// compressed input inflates up to a thousandfold: past this the rest waits for the next turn.
+    static let deliveredPerTurn = 1 << 20
+    /// Client input was left for the next turn (`deliveredPerTurn`).
+    var inputDeferred = false
+
+    /// Decodes what the client sent and acts on it, until the bytes run out, a queue this client
+    /// feeds is over its high-water mark, or this turn's share is spent (the rest waits in the inbox).
     func processClientInput() {
+        var delivered = 0
         while !isEnded && !client.isReadPaused {
             let input = client.inbox.readable
             guard input.count > 0 else { return }
             let (consumed, action) = session.next(input)
+            if case .deliver(let payload, _, _, _) = action { delivered += payload.count }
             // Action payloads point into the inbox: act before consuming.
             let decoded = perform(action)
             guard !isEnded else { return }
             client.inbox.consume(consumed)
             guard decoded else { return }
-            if clientFeedsAreFull { client.pauseReading() }
+            if clientFeedsAreFull {
+                client.pauseReading()
+            } else if delivered > Self.deliveredPerTurn {
+                inputDeferred = true
+                return client.deferInbox()
+            }
         }
     }
 
@@ -247,7 +260,9 @@ final class Bridge: StreamEndpointOwner {
         if toClient <= high { releaseReplyCharge() }
         if clientFeedsAreFull {
             client.pauseReading()
-        } else if toClient <= low && toPeer <= low {
+        } else if toClient <= low && toPeer <= low && !inputDeferred {
+            // Deferred input resumes on its own turn (`endpointResumed`): reading before the
+            // inbox is worked through would let it grow.
             client.resumeReading()
         }
         if toClient > high {
@@ -289,6 +304,10 @@ final class Bridge: StreamEndpointOwner {
 
     func endpointResumed(_ endpoint: StreamEndpoint) {
         guard endpoint === client else { return }
+        if inputDeferred {
+            inputDeferred = false
+            balance()
+        }
         cork()
         processClientInput()
         uncork()

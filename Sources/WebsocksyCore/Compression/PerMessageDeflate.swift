@@ -70,7 +70,7 @@ public final class PerMessageDeflate {
     /// Compresses one message into frames (§7.2.1): the first carries RSV1 and the opcode, the
     /// last FIN; each is at most the pool's chunk size. Returns false, having emitted nothing,
     /// when the message is to go uncompressed: empty, shorter than the minimum size, or — without
-    /// context takeover — not made smaller by compressing.
+    /// context takeover — not made smaller by compressing (judged on its first frame's worth).
     func compress(_ payload: UnsafeRawBufferPointer,
                   emit: (_ chunk: UnsafeRawBufferPointer, _ first: Bool, _ last: Bool) -> Void) -> Bool {
         // An empty message gains nothing (and zlib emits nothing for a flush with no new input).
@@ -84,9 +84,9 @@ public final class PerMessageDeflate {
         var first = true
         deflater.begin(payload)
         while true {
-            let (produced, complete) = deflater.flush(into: UnsafeMutableRawBufferPointer(rebasing: out[carried...]))
+            let (produced, held, inputLeft, complete) = deflater.flush(into: UnsafeMutableRawBufferPointer(rebasing: out[carried...]))
             let filled = carried + produced
-            if shared && first && filled - 4 >= payload.count {
+            if shared && first && filled + held - 4 >= payload.count - inputLeft {
                 deflater.reset()
                 return false
             }

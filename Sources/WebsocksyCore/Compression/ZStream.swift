@@ -93,9 +93,10 @@ final class Deflater {
     }
 
     /// Compresses with a sync flush (the output ends on a byte boundary with 00 00 ff ff) into
-    /// `output`; returns the bytes written and whether the flush is complete (when not, call again
-    /// with more room, as zlib requires).
-    func flush(into output: UnsafeMutableRawBufferPointer) -> (produced: Int, complete: Bool) {
+    /// `output`; returns the bytes written, the input taken so far less the output still held
+    /// (a measure of the gain), and whether the flush is complete (when not, call again with more
+    /// room, as zlib requires).
+    func flush(into output: UnsafeMutableRawBufferPointer) -> (produced: Int, heldOutput: Int, inputLeft: Int, complete: Bool) {
         stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: UInt8.self)
         stream.pointee.avail_out = UInt32(output.count)
         _ = deflate(stream, Z_SYNC_FLUSH)
@@ -103,6 +104,8 @@ final class Deflater {
         let complete = stream.pointee.avail_out > 0
         stream.pointee.next_out = nil
         if complete { stream.pointee.next_in = nil }
-        return (produced, complete)
+        var held: UInt32 = 0
+        if !complete { deflatePending(stream, &held, nil) }
+        return (produced, Int(held), Int(stream.pointee.avail_in), complete)
     }
 }

@@ -302,6 +302,15 @@ final class StreamEndpoint: Endpoint {
         if resumePending || tls?.hasPendingData == true { wakeSoon() }
     }
 
+    /// The owner stops working through the inbox to let other connections have the loop: reading
+    /// pauses (the inbox must not grow meanwhile) and the owner hears `endpointResumed` next turn,
+    /// when it resumes reading itself once it wants more.
+    func deferInbox() {
+        pauseReading()
+        resumePending = true
+        wakeSoon()
+    }
+
     private func setReadPaused(_ paused: Bool) {
         guard paused != isReadPaused else { return }
         isReadPaused = paused

@@ -27,6 +27,9 @@ public final class Reactor {
     /// announce, and failures found in the middle of another handler's work.
     private var soon: [Token] = []
     private var soonSpare: [Token] = []
+    /// Per slot: already in `soon`. A registration is visited once per turn however often it
+    /// asks, so wake-ups cannot multiply from one turn to the next.
+    private var wakePending: [Bool] = []
 
     public init() throws(SystemError) {
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -48,6 +51,7 @@ public final class Reactor {
             slot = Int32(handlers.count)
             handlers.append(nil)
             generations.append(0)
+            wakePending.append(false)
         }
         let token = Token(slot: slot, generation: generations[Int(slot)])
         var event = epoll_event(events: mask, data: epoll_data_t(u64: token.packed))
@@ -78,6 +82,9 @@ public final class Reactor {
     /// Calls the handler with `EpollEvents.deferred` on the next turn of the loop, after the events
     /// the kernel reports; the poll of that turn does not wait.
     public func wakeSoon(_ token: Token) {
+        let slot = Int(token.slot)
+        guard generations[slot] == token.generation, !wakePending[slot] else { return }
+        wakePending[slot] = true
         soon.append(token)
     }
 
@@ -87,6 +94,7 @@ public final class Reactor {
         guard generations[slot] == token.generation, handlers[slot] != nil else { return }
         handlers[slot] = nil
         generations[slot] &+= 1
+        wakePending[slot] = false
         freeSlots.append(token.slot)
     }
 
@@ -111,6 +119,7 @@ public final class Reactor {
             for token in soonSpare {
                 let slot = Int(token.slot)
                 guard generations[slot] == token.generation, let handler = handlers[slot] else { continue }
+                wakePending[slot] = false
                 handler.handleEvent(EpollEvents.deferred)
             }
             soonSpare.removeAll(keepingCapacity: true)

@@ -129,10 +129,12 @@ public struct WebSocketReader {
         return nil
     }
 
-    /// The most compressed bytes a message within `limit` once inflated can take on the wire:
-    /// DEFLATE's stored blocks add 5 bytes per 64 KiB, and a sender may flush more often.
+    /// The most compressed bytes a message within `limit` once inflated may take on the wire.
+    /// Inflating checks the real limit; this one only ends a message that never ends. A sender
+    /// that flushes every fragment adds about 6 bytes to each, so a message cut into 1-byte
+    /// fragments takes about 7 bytes per byte.
     static func compressedLimit(_ limit: UInt64) -> UInt64 {
-        limit > UInt64.max / 2 ? limit : limit + limit / 64 + 1024
+        limit > UInt64.max / 16 ? limit : limit * 8 + 1024
     }
 
     private mutating func startDataFrame(_ h: FrameHeader) {
