@@ -9,6 +9,7 @@ public enum FramingRegistry {
         "binary": BuiltinFraming.binary,
         "separator": BuiltinFraming.separator,
         "newline": BuiltinFraming.newline,
+        "mqtt": BuiltinFraming.mqtt,
     ]
 
     /// Registers `function` as `name`; returns true when it replaced an earlier registration.

@@ -51,7 +51,7 @@ final class PeerFramer {
         var opcode = ws_frame_binary
         let n = function(data.baseAddress!.assumingMemoryBound(to: UInt8.self), data.count, lastRead, &opcode, &state, configPointer)
         if n == 0 { return .needMore }
-        guard n > 0 else { return .failed("the framing function reported an error (\(n))") }
+        guard n > 0 else { return .failed("framing \(framingName) reported an error (\(n))") }
         guard n <= data.count else { return .failed("the framing function claimed \(n) of \(data.count) bytes") }
         let length = Int(n)
         switch opcode {
