@@ -1,22 +1,30 @@
 /// What the command line asks for.
 public enum Invocation: Sendable {
     case run(Configuration)
+    /// `--print-config`: show the effective configuration as a configuration file, then exit.
+    case printConfig(Configuration)
+    /// `--check-config`: load and validate everything start-up would (`ConfigurationCheck`), then exit.
+    case checkConfig(Configuration)
     case help
     case version
 }
 
-/// Parses websocksy's command line: a single argument is a configuration file; otherwise the flags
-/// `-p -l -k -b -c key=value` (applied in order, so `-c` goes to the backend selected before it),
-/// plus `-v` (repeatable), `-h`, `-V` and long forms of the core keys.
+/// Parses websocksy's command line: `[CONFIGFILE] [FLAG]...`. A first argument that does not start
+/// with '-' is a configuration file (websocksy's one-argument form); the flags after it override it.
+/// Flags are `-p -l -k -b -c key=value` (applied in order, so `-c` goes to the backend selected
+/// before it), `-v` (repeatable), `-h`, `-V`, long forms of the core keys, `--print-config` and
+/// `--check-config`. SIGHUP parses the same arguments again, so a reload re-reads the file and
+/// puts the same flags back on top.
 public enum CommandLineParser {
     public static func parse(_ arguments: [String]) throws(ConfigError) -> Invocation {
         var config = Configuration()
-        if arguments.count == 1, !arguments[0].hasPrefix("-") {
-            try IniFile.load(path: arguments[0], into: &config)
-            return .run(config)
+        var i = 0
+        if let file = arguments.first, !file.hasPrefix("-") {
+            try IniFile.load(path: file, into: &config)
+            i = 1
         }
         var verbosity = 0
-        var i = 0
+        var mode: String?
         func value(for flag: String) throws(ConfigError) -> String {
             i += 1
             guard i < arguments.count else { throw ConfigError("command line", "\(flag) needs a value") }
@@ -58,12 +66,17 @@ public enum CommandLineParser {
                     throw ConfigError("command line", "-c expects key=value, got '\(option)'")
                 }
                 config.addBackendOption(String(option[..<equals]), String(option[option.index(after: equals)...]),
-                                        at: .flag("-c \(option)"))
+                                        at: .flag("\(arg) \(option)", flag: arg))
+            case "--print-config", "--check-config":
+                if let mode, mode != arg { throw ConfigError("command line", "\(mode) and \(arg) cannot be combined") }
+                mode = arg
             default:
                 if arg.hasPrefix("-v"), arg.dropFirst().allSatisfy({ $0 == "v" }) {
                     verbosity += arg.count - 1
                 } else if arg == "--verbose" {
                     verbosity += 1
+                } else if !arg.hasPrefix("-") {
+                    throw ConfigError("command line", "'\(arg)' is not an option; only the first argument can be a configuration file")
                 } else {
                     throw ConfigError("command line", "unknown option '\(arg)' (see --help)")
                 }
@@ -71,16 +84,29 @@ public enum CommandLineParser {
             i += 1
         }
         config.logLevel = LogLevel(rawValue: min(LogLevel.info.rawValue + verbosity, LogLevel.trace.rawValue))!
-        return .run(config)
+        switch mode {
+        case "--print-config": return .printConfig(config)
+        case "--check-config": return .checkConfig(config)
+        default: return .run(config)
+        }
     }
 
     public static let usage = """
-    Usage: websocksy CONFIGFILE
+    Usage: websocksy CONFIGFILE [OPTION]...
            websocksy [-p PORT] [-l HOST] [-k SECONDS] [-b BACKEND] [-c KEY=VALUE]... [-v]...
 
     A WebSocket (RFC 6455) gateway to TCP, UDP and Unix socket peers.
 
-      CONFIGFILE            read settings from an ini file ([core] and [backend] sections)
+      CONFIGFILE            read settings from an ini file ([core] and [backend] sections);
+                            it must be the first argument, and the options after it override
+                            it: a flag replaces the file's [core] key (--origin and
+                            --trusted-proxy replace the file's list), -c adds backend options
+                            after the file's, -b replaces the file's backend and its options
+          --print-config    print the effective configuration as a configuration file, with
+                            where each setting came from (FILE:LINE, flag, default), and exit
+          --check-config    load and check the configuration, TLS files, web root, access log
+                            and backend as start-up does, without listening; print
+                            "configuration OK" and exit 0, or the error and exit 2
       -p, --port PORT       port to listen on (default \(Configuration.defaultPort); 0 picks a free one)
       -l, --listen HOST     address or host to listen on (default \(Configuration.defaultListen), dual-stack),
                             or unix:PATH for a Unix socket (behind nginx)
@@ -88,11 +114,14 @@ public enum CommandLineParser {
       -k, --ping SECONDS    keepalive ping interval; a client silent for another interval after
                             a ping is closed (default \(Configuration.defaultPing), 0 = off)
       -b, --backend NAME    peer discovery backend (default \(Configuration.defaultBackend)); drops the
-                            backend options given before it
+                            backend options given before it (after a CONFIGFILE, the file's
+                            backend is not loaded at all)
           --plugins DIR     where plugins are loaded from (default: WEBSOCKSY_PLUGINS, else
                             plugins/ beside the executable, else the build's lib/websocksy)
       -c, --config KEY=VALUE
-                            option for the backend selected so far (repeatable, applied in order)
+                            option for the backend selected so far (repeatable, applied in order,
+                            after a CONFIGFILE's [backend] options); of a repeated key, defaultpeer
+                            uses the last, a plugin backend gets each in turn
           --max-message SIZE
                             largest message accepted from a client, e.g. 65536, 64k, 16M
                             (default 16M); larger ones are closed with 1009
@@ -163,7 +192,7 @@ public enum CommandLineParser {
                             unchanged; IPv6 literals in brackets
       port                  peer port when the host has none
       framing               how bytes from the peer are cut into messages (default auto):
-                            auto, binary, separator, newline, or a plugin's framing
+                            auto, binary, separator, newline, mqtt, or a plugin's framing
       framing-config        its configuration: the separator (escapes \\r \\t \\n \\0 \\f \\\\ \\xHH)
                             for separator; crlf (default), lfcr, lf or cr for newline
       protocol              subprotocol to select: unset = serve only clients offering none,
@@ -179,6 +208,7 @@ public enum CommandLineParser {
     at most 31536000 (365 days).
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the
-    configuration and the TLS certificate for new connections; SIGUSR1 reopens the access log.
+    configuration (re-reading CONFIGFILE and applying the same options on top) and the TLS
+    certificate for new connections; SIGUSR1 reopens the access log.
     """
 }

@@ -1,4 +1,5 @@
-/// Everything the gateway needs to start, from the ini file or the flags (websocksy-compatible).
+/// Everything the gateway needs to start, from the ini file, the flags, or both: the file first,
+/// then the flags on top (websocksy-compatible when only one of them is used).
 public struct Configuration: Sendable {
     public struct BackendOption: Equatable, Sendable {
         public var key: String
@@ -72,6 +73,13 @@ public struct Configuration: Sendable {
     /// `plugins =` / `--plugins`: where plugins are loaded from (see `PluginDirectory`).
     public var pluginDirectory: String?
     public var logLevel: LogLevel = .info
+    /// The configuration file the settings were read from, if any. Set by `IniFile`; once it is
+    /// set, a flag overrides what the file says instead of adding to it (see `setCore`).
+    public internal(set) var configurationFile: String?
+    /// Where each `[core]` key was last set, for `--print-config` and for errors found after
+    /// parsing (`locating`). List keys (`origin`, `trusted-proxy`) keep one origin per value, in
+    /// order; the others one. A key never set is absent: it has its default.
+    public internal(set) var coreOrigins: [String: [SettingOrigin]] = [:]
     public var tls = TLSSettings()
     /// permessage-deflate (`compression` and the RFC 7692 parameter keys).
     public var deflate = DeflateSettings()
@@ -91,6 +99,11 @@ public struct Configuration: Sendable {
     public init() {}
 
     /// Applies one `[core]` key. Both the ini file and the long flags go through here.
+    ///
+    /// Flags come after the file, so a flag simply replaces a single-valued key. Two keys need more:
+    /// a list key (`origin`, `trusted-proxy`) given by a flag replaces the file's list rather than
+    /// extending it — otherwise a flag could never narrow what the file allows — and `backend` given
+    /// by a flag replaces the file's backend without loading it (`selectBackend`).
     mutating func setCore(_ key: String, _ value: String, at origin: SettingOrigin) throws(ConfigError) {
         switch key {
         case "port":
@@ -126,6 +139,7 @@ public struct Configuration: Sendable {
             guard !trimmed.isEmpty, trimmed == "null" || trimmed.contains("://") else {
                 throw ConfigError(origin.description, "origin must be scheme://host[:port] or null, not '\(value)'")
             }
+            if flagReplacesFileList(key, origin) { origins.removeAll() }
             origins.append(trimmed.lowercased())
         case "user": user = try nonEmpty(key, value, origin)
         case "unix-mode":
@@ -135,7 +149,10 @@ public struct Configuration: Sendable {
             unixMode = mode
         case "web": web = try nonEmpty(key, value, origin)
         case "access-log": accessLog = try nonEmpty(key, value, origin)
-        case "trusted-proxy": trustedProxies.append(try nonEmpty(key, value, origin))
+        case "trusted-proxy":
+            let proxy = try nonEmpty(key, value, origin)
+            if flagReplacesFileList(key, origin) { trustedProxies.removeAll() }
+            trustedProxies.append(proxy)
         case "workers":
             if value == "auto" {
                 workers = 0
@@ -159,15 +176,52 @@ public struct Configuration: Sendable {
         case "max-message": maxMessage = try size(key, value, origin, minimum: 125, maximum: Self.maxSize)
         case "backend":
             guard !value.isEmpty else { throw ConfigError(origin.description, "backend needs a name") }
-            if backendOrigin != nil || !backendOptions.isEmpty {
-                replacedBackends.append((backend, backendOrigin, backendOptions))
-            }
-            backend = value
-            backendOrigin = origin
-            backendOptions.removeAll()
+            try selectBackend(value, at: origin)
         default:
             throw ConfigError(origin.description, "unknown [core] key '\(key)'")
         }
+        recordOrigin(key, origin)
+    }
+
+    /// `origin` and `trusted-proxy`: each value adds to the list, except that the first flag for the
+    /// key after a file starts the list afresh.
+    static let listKeys: Set<String> = ["origin", "trusted-proxy"]
+
+    /// Whether a flag setting a list key is about to replace values the file gave.
+    private func flagReplacesFileList(_ key: String, _ origin: SettingOrigin) -> Bool {
+        origin.flag != nil && (coreOrigins[key]?.contains { $0.flag == nil } ?? false)
+    }
+
+    private mutating func recordOrigin(_ key: String, _ origin: SettingOrigin) {
+        if Self.listKeys.contains(key) && !flagReplacesFileList(key, origin) {
+            coreOrigins[key, default: []].append(origin)
+        } else {
+            coreOrigins[key] = [origin]
+        }
+    }
+
+    /// `backend = NAME` / `-b NAME`. Within the file, or among the flags alone, websocksy's rule holds:
+    /// the backend selected before is replaced, but still loaded and configured with its options
+    /// (`BackendFactory`), so their mistakes are reported. A `-b` flag after a file instead replaces
+    /// the file's backend outright, with its `[backend]` options, and it is never loaded: the point
+    /// of overriding it is often that it cannot or should not be loaded here.
+    private mutating func selectBackend(_ name: String, at origin: SettingOrigin) throws(ConfigError) {
+        let fileBackend = configurationFile != nil && backendOrigin?.flag == nil
+        if origin.flag != nil && fileBackend {
+            // `-c` options given before this `-b` were meant for the file's backend, which is now
+            // never configured: dropping them silently would hide a mistake in the command line.
+            if let given = backendOptions.first(where: { $0.origin.flag != nil }) {
+                throw ConfigError(origin.description, "\(given.origin.flag ?? "-c") \(given.key)=\(given.value) was given for "
+                                  + "backend \(backend) of \(configurationFile!), which -b \(name) replaces without loading it; "
+                                  + "give -c after -b")
+            }
+            replacedBackends.removeAll()
+        } else if backendOrigin != nil || !backendOptions.isEmpty {
+            replacedBackends.append((backend, backendOrigin, backendOptions))
+        }
+        backend = name
+        backendOrigin = origin
+        backendOptions.removeAll()
     }
 
     private func nonEmpty(_ key: String, _ value: String, _ origin: SettingOrigin) throws(ConfigError) -> String {
@@ -207,6 +261,10 @@ public struct Configuration: Sendable {
         }
     }
 
+    /// Adds one option for the backend selected so far. Options are only collected here; the backend
+    /// gets them in this order (the file's `[backend]` lines, then each `-c`) when it is configured,
+    /// so for a repeated key the backend decides: defaultpeer keeps the last value, a plugin gets
+    /// every one (backend_file, for one, replaces `path` and adds each `expression`).
     mutating func addBackendOption(_ key: String, _ value: String, at origin: SettingOrigin) {
         backendOptions.append(BackendOption(key: key, value: value, origin: origin))
     }

@@ -1,7 +1,8 @@
 import Glibc
 
 /// Reads websocksy's configuration file: `[core]` and `[backend]` sections of `key = value` lines;
-/// `;` or `#` start a comment line. Every mistake is reported as `file:line: what is wrong`.
+/// `;` or `#` start a comment line (only a whole line: a value may contain either). Lines apply in
+/// order, as in websocksy. Every mistake is reported as `file:line: what is wrong`.
 public enum IniFile {
     public static func load(path: String, into config: inout Configuration) throws(ConfigError) {
         guard let text = readWholeFile(path) else {
@@ -10,7 +11,10 @@ public enum IniFile {
         try apply(text: text, path: path, into: &config)
     }
 
+    /// Applies `text` as the file `path` (which only names it, for origins and errors). Flags
+    /// applied to `config` afterwards override it (`Configuration.configurationFile`).
     public static func apply(text: String, path: String, into config: inout Configuration) throws(ConfigError) {
+        config.configurationFile = path
         enum Section { case none, core, backend }
         var section = Section.none
         var lineNumber = 0
