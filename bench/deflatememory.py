@@ -2,27 +2,29 @@
 """What permessage-deflate costs the gateway: memory per idle compressed connection, and the
 compression ratio and CPU of the settings on a JSON stream. Re-run with
 
-    .venv/bin/python bench/deflatememory.py memory [--gateway PATH] [--runs 3] [--fill BYTES]
+    .venv/bin/python bench/deflatememory.py memory [--gateway PATH] [--runs 3] [--modes abcdefg] [--fill BYTES]
     .venv/bin/python bench/deflatememory.py cpu    [--gateway PATH] [--runs 3] [--line-size BYTES]
 
-memory: for each mode (the gateway's settings and the client's offer) a fresh gateway bridges to a
-TCP echo peer (echopeer, -c framing=newline -c framing-config=lf). 50 warm-up connections are opened
-first (one-time costs: zlib's code pages, the shared 64 KiB buffers), then VmRSS is read, 500 more
+memory: for each mode (a-g below: the gateway's settings and the client's offer) a fresh gateway
+bridges to a TCP echo peer (echopeer, -c framing=newline -c framing-config=lf). 50 warm-up
+connections are opened first (one-time costs: zlib's code pages, the shared 64 KiB buffers); after
+2 s of quiet (the gateway gives an idle connection's buffers back after 1 s) VmRSS is read, 500 more
 connections each send one ~150-byte JSON line (compressed when agreed) and read its echo (compressed
-by the gateway when agreed), VmRSS is read again: bytes per connection = difference / 500. Median
-of --runs. --fill BYTES makes each of the 500 also send one message of BYTES of JSON lines and read
-the echoed lines back, so the windows kept between messages are full (the cost of a connection
-that has carried traffic, rather than one that has just opened).
+by the gateway when agreed), and after another 2 s VmRSS is read again: bytes per connection =
+difference / 500, median of --runs. Mode (f), compression off, is the baseline. --fill BYTES makes
+each of the 500 also send one message of BYTES of JSON lines and read the echoed lines back, so the
+windows kept between messages are full: the cost of a connection that has carried traffic rather
+than one that has just opened (it also includes the gateway's own buffers kept after traffic).
 
-cpu: for level 1 and 6, server window 11 and 15 bits, with and without server context takeover,
-the gateway pushes deflatebench's JSON stream (bench/deflatebench.c; --line-size 0 = events of
-100-300 bytes, else batches of about that size) to one client: ratio = payload / frame bytes
-(deterministic), gateway instructions per message (callgrind, the difference of a 2000- and a
-6000-message run, so start-up cancels), and payload MB/s with the gateway pinned on core 1 and
-deflatebench on core 0 (median of --runs × 3 s; noisy on a shared machine).
+cpu: compression off, then level 1 and 6, server window 11 and 15 bits, each with and without server
+context takeover: the gateway pushes deflatebench's JSON stream (bench/deflatebench.c; --line-size
+0 = events of 100-300 bytes, else batches of about that size) to one client: ratio = payload /
+frame bytes (deterministic), gateway instructions per message (callgrind, the difference of a 2000-
+and a 6000-message run (--messages), so start-up cancels), and payload MB/s with the gateway pinned
+on core 1 and deflatebench on core 0 (median of --runs x 3 s; noisy on a shared machine).
 
-The load tools are built into .build/bench like bench/run.sh does (BENCH_OUT=DIR elsewhere). Only libc, zlib and raw sockets
-are used on the client side.
+The load tools are built into .build/bench as bench/run.sh does (BENCH_OUT=DIR to build elsewhere,
+SHARED=DIR for ../shared/bench). The client side is raw sockets and Python's zlib only.
 """
 import argparse
 import base64
@@ -46,6 +48,9 @@ JSON_FRAMING = ["-c", "framing=newline", "-c", "framing-config=lf"]
 CHROMIUM = "permessage-deflate; client_max_window_bits"
 FIREFOX = "permessage-deflate"
 TAIL = b"\x00\x00\xff\xff"
+# The gateway gives an idle connection's client buffers back after a second without data (its
+# sweep runs every 250 ms): RSS is read once that has happened.
+SETTLE = 2.0
 
 
 def build():
@@ -211,6 +216,7 @@ MEMORY_MODES = [
      ["--compression", "on", "--server-no-context-takeover", "yes", "--client-no-context-takeover", "yes"], CHROMIUM),
     ("e", "--client-max-window-bits 15, Chromium's offer", ["--compression", "on", "--client-max-window-bits", "15"], CHROMIUM),
     ("f", "--compression off (baseline), Chromium's offer declined", ["--compression", "off"], CHROMIUM),
+    ("g", "--server-max-window-bits 13 (memLevel 6), Chromium's offer", ["--compression", "on", "--server-max-window-bits", "13"], CHROMIUM),
 ]
 
 
@@ -225,7 +231,7 @@ def memory_run(gateway, flags, offer, count, warm, fill, port=19320, peer_port=1
             c = Client(port, offer)
             c.exchange(json_line(i))
             clients.append(c)
-        time.sleep(0.3)
+        time.sleep(SETTLE)
         before = rss_kib(g.pid)
         for i in range(count):
             c = Client(port, offer)
@@ -233,7 +239,7 @@ def memory_run(gateway, flags, offer, count, warm, fill, port=19320, peer_port=1
             if fill:
                 c.exchange(json_lines(fill, 1000 * i))
             clients.append(c)
-        time.sleep(0.5)
+        time.sleep(SETTLE)
         after = rss_kib(g.pid)
         return (after - before) * 1024 / count, clients[-1].answer
     finally:
@@ -249,18 +255,20 @@ def memory(args):
     print(f"# {args.count} connections after {args.warm} warm-up ones, median of {args.runs}"
           f"{f', each also exchanged {args.fill} bytes' if args.fill else ''}", file=sys.stderr)
     for key, label, flags, offer in MEMORY_MODES:
+        if key not in args.modes:
+            continue
         values = []
         for _ in range(args.runs):
             per_connection, answer = memory_run(args.gateway, flags, offer, args.count, args.warm, args.fill)
             values.append(per_connection)
         results[key] = (label, statistics.median(values), values, answer)
         print(f"# ({key}) {[round(v) for v in values]} {answer}", file=sys.stderr)
-    base = results["f"][1]
+    base = results["f"][1] if "f" in results else None
     print(f"| mode | answer (Sec-WebSocket-Extensions) | RSS bytes per connection (runs) | over (f) |")
     print("|---|---|---|---|")
     for key, (label, median, values, answer) in results.items():
         runs = ", ".join(f"{v:.0f}" for v in values)
-        print(f"| ({key}) {label} | {answer or '—'} | **{median:.0f}** ({runs}) | {median - base:+.0f} |")
+        print(f"| ({key}) {label} | {answer or '—'} | **{median:.0f}** ({runs}) | {'—' if base is None else f'{median - base:+.0f}'} |")
 
 
 # ---- ratio and CPU on the JSON stream ----
@@ -335,6 +343,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--count", type=int, default=500, help="memory: connections measured")
     parser.add_argument("--warm", type=int, default=50, help="memory: warm-up connections opened first")
+    parser.add_argument("--modes", default="abcdefg", help="memory: which modes (letters) to run, f is the baseline")
     parser.add_argument("--fill", type=int, default=0, help="memory: bytes of JSON lines each connection also exchanges")
     parser.add_argument("--line-size", type=int, default=0, help="cpu: 0 = 100-300 byte events, else batch lines of about this size")
     parser.add_argument("--messages", type=int, nargs=2, default=[2000, 6000], help="cpu: the two callgrind run lengths")

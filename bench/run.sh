@@ -139,7 +139,8 @@ json_stream() {  # PORT PEER_PORT -> "median MBps, median ratio, errors"
         lines+=("$($LOAD "$OUT/deflatebench" -q -d "$DURATION" -u 127.0.0.1:$port -P $peer | tee -a "$OUT/deflatebench.log" || true)")
     done
     median() { for l in "${lines[@]}"; do echo "$l" | field "$1"; done | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p"; }
-    echo "$(median MBps) $(median ratio) $(for l in "${lines[@]}"; do echo "$l" | field errors; done | awk '{ s += $1 } END { print s + 0 }')"
+    # a run without a RESULT line (no upgrade, no peer connection) counts as one error
+    echo "$(median MBps) $(median ratio) $(for l in "${lines[@]}"; do echo "$l" | field errors | grep . || echo 1; done | awk '{ s += $1 } END { print s }')"
 }
 read -r R[json_z,MBps] R[json_z,ratio] R[json_z,errors] <<<"$(json_stream $DZ_PORT $DZ_PEER)"
 read -r R[json_u,MBps] _ R[json_u,errors] <<<"$(json_stream $DU_PORT $DU_PEER)"
