@@ -13,8 +13,9 @@ for target in frames handshake config; do
     swiftc -sanitize=fuzzer,address -parse-as-library -g -I $F/Modules \
         -Xcc -fmodule-map-file=$F/CLinux.build/module.modulemap -Xcc -fmodule-map-file=$F/CWebsocksy.build/module.modulemap \
         -Xcc -fmodule-map-file=Sources/CNettle/module.modulemap -Xcc -fmodule-map-file=Sources/CGnuTLS/module.modulemap \
+        -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
         -Xcc -I -Xcc Sources/CLinux/include -Xcc -I -Xcc Sources/CWebsocksy/include \
-        "$source" $F/WebsocksyCore.build/*.o $F/CLinux.build/*.o $F/CWebsocksy.build/*.o -lnettle -lgnutls \
+        "$source" $F/WebsocksyCore.build/*.o $F/CLinux.build/*.o $F/CWebsocksy.build/*.o -lnettle -lgnutls -lz \
         -o "$F/fuzz-$target" > "$F/link-$target.log" 2>&1 \
         || { grep -v "Cannot export local symbol" "$F/link-$target.log"; echo "fuzz $target: build failed"; exit 1; }
     mkdir -p ".build-fuzz/corpus/$target"
