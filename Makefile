@@ -90,12 +90,15 @@ integration-test: build plugins $(TESTPLUGINS) $(TESTPLUGINDIR)/malloc_count.so 
 	WEBSOCKSY_BIN=$(CURDIR)/$(RELEASE) WEBSOCKSY_TEST_PLUGINS=$(CURDIR)/$(TESTPLUGINDIR) \
 		$(VENV)/bin/python -m pytest -q Tests/integration
 
-# The demo: the page in demo/, /echo and /lines (a line service started here) on port 8001.
+# The demo: the page in demo/, /echo and /lines (a line service started here) on port 8001, on
+# localhost only: the echo and the line service are for this machine. `make run LISTEN=::` (or
+# LISTEN=0.0.0.0) serves other machines too; the flag overrides demo.cfg's `listen`.
+run: LISTEN ?= 127.0.0.1
 run: build plugins
 	@$(PYTHON) demo/lineservice.py 127.0.0.1:8002 & service=$$!; \
 	trap 'kill $$service 2>/dev/null' EXIT INT TERM; \
-	echo "open http://localhost:8001/ in a browser"; \
-	./$(RELEASE) config/demo.cfg
+	echo "open http://localhost:8001/ in a browser (listening on $(LISTEN); make run LISTEN=:: to serve other machines)"; \
+	./$(RELEASE) config/demo.cfg -l $(LISTEN)
 
 bench: build
 	bench/run.sh
@@ -104,6 +107,7 @@ install: build plugins
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/websocksy \
 		$(DESTDIR)$(INSTALL_PLUGINDIR) $(DESTDIR)$(PREFIX)/share/websocksy $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(RELEASE) $(DESTDIR)$(PREFIX)/bin/websocksy
+	install -m 755 $(dir $(RELEASE))websocksy-replay $(DESTDIR)$(PREFIX)/bin/websocksy-replay
 	install -m 644 $(PLUGINS) $(DESTDIR)$(INSTALL_PLUGINDIR)/
 	install -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/websocksy.h
 	# A copy one level down, so plugins that include "../websocksy.h" build with -I$(PREFIX)/include/websocksy.

@@ -27,7 +27,9 @@ import Testing
         record.status = 400
         let line = record.line(client: "1.2.3.4 x", now: 0)
         #expect(!line.contains("\n") && !line.contains("\r"))
-        #expect(line.contains(" 1.2.3.4\\x20x \"GET /a\\x22b\\x0D\\x0A2026-01-01T00:00:00Z forged \\x22GET /\\x22 200\" 400 "))
+        #expect(line.contains(" 1.2.3.4\\x20x fwd=- \"GET /a\\x22b\\x0D\\x0A2026-01-01T00:00:00Z forged \\x22GET /\\x22 200\" 400 bytes=- "))
+        // The forwarded-for address comes from a header: escaped like every field from the network.
+        #expect(record.line(client: "c", forwarded: "1.2.3.4 x\"", now: 0).contains(" c fwd=1.2.3.4\\x20x\\x22 \""))
         record.request = "GET /" + String(repeating: "a", count: 16000)
         #expect(record.line(client: "c", now: 0).utf8.count < ConnectionRecord.fieldLimit + 200)
     }

@@ -389,7 +389,7 @@ def test_production_tls(tmp_path, certs, start, peer_factory):
                 pass
     run(go())
     lines = access_log_lines(str(tmp_path / "access.log"), count=3)
-    assert any(re.search(r'"GET /" 101 proto=binary .* close=1000 by=client', line) for line in lines), lines
+    assert any(re.search(r'"GET /" 101 bytes=- proto=binary .* close=1000 by=client', line) for line in lines), lines
     assert any(re.search(r'"GET /" 403 ', line) for line in lines), lines
 
 
@@ -404,7 +404,7 @@ def test_production_proxy_trusts_forwarded_for_from_the_proxy(tmp_path, start, p
             await ws.send("hello\n")
             assert await ws.recv() == "hello\n"
     run(go())
-    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[1] == "203.0.113.7"
+    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[2] == "fwd=203.0.113.7"
 
 
 def test_proxy_protocol_is_not_understood(start, peer_factory):

@@ -62,7 +62,8 @@ http {{
         while time.time() < deadline and not (log.exists() and log.read_text()):
             time.sleep(0.05)
         line = log.read_text().splitlines()[0]
-        assert line.split()[1] == "127.0.0.2"
+        # The client column is nginx's socket; the browser's address is in fwd=.
+        assert line.split()[1].startswith("127.0.0.1:") and line.split()[2] == "fwd=127.0.0.2"
         assert '"GET /ws/chat" 101' in line and f"peer={peer.url}" in line
     finally:
         nginx.terminate()

@@ -1,6 +1,9 @@
 import Glibc
 
-/// `access-log = FILE` (`-` = stderr): one line per connection when it ends. Opened with O_APPEND so
+/// `access-log = FILE` (`-` = stderr): one line per connection when it ends (one per request on a
+/// connection kept open for several). A connection that closes without sending a request (a browser
+/// preconnect, a port scan, a health check that only connects) gets its line too, `"-" 0`: the access
+/// log stays complete even though the error log only counts such connections. Opened with O_APPEND so
 /// lines from several workers never interleave; SIGUSR1 reopens the file after log rotation.
 final class AccessLog {
     private let path: String
@@ -43,6 +46,9 @@ struct ConnectionRecord {
     var startedAt: Int64
     var request = "-"
     var status = 0
+    /// The body bytes of a plain HTTP response (web root, the 426 page) that reached the socket;
+    /// nil for upgrades and refused upgrades, logged `-`.
+    var bodyBytes: Int?
     var subprotocol: String?
     var peer: String?
     var messagesIn = 0, bytesIn = 0, messagesOut = 0, bytesOut = 0
@@ -52,17 +58,22 @@ struct ConnectionRecord {
     /// Longest value of one field, in bytes, before it is cut (a request target can be 16 KB).
     static let fieldLimit = 1024
 
-    /// `time client "request" status proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=`.
+    /// `time client fwd= "request" status bytes= proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=`:
+    /// `client` is always the socket's address and port (`127.0.0.1:53122`, `[::1]:53122`,
+    /// `unix-client`); `fwd` the address a trusted proxy forwarded for (X-Forwarded-For / X-Real-IP),
+    /// else `-`; `bytes` the body bytes of a plain HTTP response sent (`0` for HEAD and 304), `-` on
+    /// WebSocket and refused-upgrade lines, whose traffic is in `in`/`out`.
     /// Fields from the network are capped and escaped (controls, `"`, `\` and, outside the quotes,
     /// spaces as `\xHH`), so every line is one line with the same fields whatever a client sends.
-    func line(client: String, now: Int64) -> String {
+    func line(client: String, forwarded: String? = nil, now: Int64) -> String {
         var stamp = time(nil)
         var parts = tm()
         gmtime_r(&stamp, &parts)
         let date = String(format: parts)
         let seconds = Double(now - startedAt) / 1000
         let duration = String(Int(seconds)) + "." + String(Int((seconds - Double(Int(seconds))) * 1000) + 1000).dropFirst()
-        return "\(date) \(Self.field(client)) \"\(Self.field(request, quoted: true))\" \(status) "
+        return "\(date) \(Self.field(client)) fwd=\(Self.field(forwarded ?? "-")) \"\(Self.field(request, quoted: true))\" \(status) "
+            + "bytes=\(bodyBytes.map(String.init) ?? "-") "
             + "proto=\(Self.field(subprotocol ?? "-")) peer=\(Self.field(peer ?? "-")) "
             + "in=\(messagesIn)/\(bytesIn) out=\(messagesOut)/\(bytesOut) time=\(duration) "
             + "close=\(closeCode.map(String.init) ?? "-") by=\(closedBy ?? "-")"
@@ -82,17 +93,18 @@ private extension String {
     }
 }
 
-/// The client address to log: from `X-Forwarded-For` / `X-Real-IP` when the direct client is a
-/// trusted proxy (walking the list from the right past other trusted proxies), else the socket's.
+/// The address a trusted proxy forwarded for, logged as `fwd=`: from `X-Forwarded-For` (walking the
+/// list from the right past other trusted proxies) or `X-Real-IP`, only when the direct client is a
+/// trusted proxy; nil otherwise (the headers of anyone else are ignored).
 enum ForwardedClient {
-    static func address(direct: String, trusted: [String], headers: HeaderFields) -> String {
-        guard !trusted.isEmpty, trusted.contains(hostPart(direct)) else { return direct }
+    static func address(direct: String, trusted: [String], headers: HeaderFields) -> String? {
+        guard !trusted.isEmpty, trusted.contains(hostPart(direct)) else { return nil }
         if let forwarded = headers.last("X-Forwarded-For") {
             let hops = forwarded.split(separator: ",").map { String($0.trimmingHTTPWhitespace) }.filter { !$0.isEmpty }
             if let client = hops.reversed().first(where: { !trusted.contains($0) }) ?? hops.first { return client }
         }
         if let real = headers.last("X-Real-IP"), !real.isEmpty { return real }
-        return direct
+        return nil
     }
 
     /// "1.2.3.4:5" → "1.2.3.4", "[::1]:5" → "::1".

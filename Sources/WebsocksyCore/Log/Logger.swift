@@ -1,7 +1,9 @@
 import Glibc
 
-/// Log verbosity. The default (`.info`) prints start-up, errors and one line per rejected connection;
-/// each `-v` adds a level. Nothing is logged per frame below `.trace`.
+/// Log verbosity. The default (`.info`) prints start-up, errors and one line per rejected or failed
+/// connection; connections that close without a request (preconnects, port scans, connect-only
+/// health checks) are only counted, in one summary line a minute at most (`QuietClosures`). Each
+/// `-v` adds a level (`.debug` names each of those connections). Nothing is logged per frame below `.trace`.
 public enum LogLevel: Int, Comparable, Sendable {
     case error = 0, warning, info, debug, trace
 

@@ -19,6 +19,7 @@ extension Connection {
                                         extra: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")
         }
         record.status = response.status
+        record.bodyBytes = response.body.count  // with the file's bytes as they go out
         requestsServed += 1
         keepAlive = server.web != nil && response.status != 405 && request.allowsPersistence
             && requestsServed < Self.maxRequestsPerConnection
@@ -60,6 +61,7 @@ extension Connection {
                 }
             }
             if n > 0 {
+                record.bodyBytes = (record.bodyBytes ?? 0) + n
                 deadline = server.now + server.limits.sendTimeoutMilliseconds  // progress: a slow client is no stall
                 continue
             }
@@ -80,9 +82,7 @@ extension Connection {
             return
         }
         // Ready for the next request on this connection; pipelined bytes may already be here.
-        if let accessLog = server.accessLog {
-            accessLog.write(record.line(client: loggedClient ?? clientAddress, now: server.now))
-        }
+        writeAccessLog()
         record = ConnectionRecord(startedAt: server.now)
         handshakeParser = HandshakeParser(maxHeaderBytes: server.limits.maxHeaderBytes, maxHeaderCount: server.limits.maxHeaders)
         setState(.handshake)

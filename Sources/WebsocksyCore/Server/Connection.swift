@@ -22,8 +22,16 @@ final class Connection: StreamEndpointOwner, ListMember {
     var handshakeParser: HandshakeParser
     /// For the access log.
     var record: ConnectionRecord
-    /// The client as the access log names it (from a trusted proxy's headers when there is one).
+    /// The address a trusted proxy forwarded for (`fwd=` in the access log; nil: none, or not from
+    /// a trusted proxy). The access log's client column is always `clientAddress`.
     var loggedClient: String?
+    /// A byte of a request has arrived (after TLS, when there is TLS). A connection that ends
+    /// without one — a preconnect, a port scan — is counted for the periodic summary, not logged.
+    var requestStarted = false
+    /// Why the connection ended was already logged at info (a stalled handshake, a TLS failure).
+    var endReported = false
+    /// It ended because the handshake timeout passed without a byte (a preconnect left idle).
+    var timedOutIdle = false
     /// The file body of a web-root response still being sent.
     var fileBody: FileBody?
     /// The response being sent leaves the connection open for another request.
@@ -57,6 +65,7 @@ final class Connection: StreamEndpointOwner, ListMember {
     // MARK: Endpoint events (the client before the upgrade; a tls:// peer during its handshake)
 
     func endpointReceived(_ endpoint: StreamEndpoint, count: Int) {
+        if count > 0 && endpoint === client { requestStarted = true }
         if state == .handshake { processHandshake() }
     }
 
@@ -84,6 +93,7 @@ final class Connection: StreamEndpointOwner, ListMember {
         }
         if case .tls(let why) = error {
             Log.info("\(clientAddress): TLS \(why)")
+            endReported = true
         } else if let error {
             Log.debug("\(clientAddress): \(error)")
         }
@@ -105,6 +115,7 @@ final class Connection: StreamEndpointOwner, ListMember {
         if let bridge {
             bridge.abort()
         } else {
+            settleBodyBytes()
             client.close()
         }
         retire()
@@ -135,8 +146,12 @@ final class Connection: StreamEndpointOwner, ListMember {
         guard state != .closed else { return }
         state = .closed
         // After a kept-alive response, a connection closing before its next request has nothing to log.
-        if let accessLog = server.accessLog, requestsServed == 0 || record.status != 0 {
-            accessLog.write(record.line(client: loggedClient ?? clientAddress, now: server.now))
+        if requestsServed == 0 || record.status != 0 { writeAccessLog() }
+        if requestsServed == 0 && !requestStarted && record.status == 0 && !endReported {
+            // Connected and never asked for anything: counted, and logged at info only in the
+            // sweep's summary. It keeps its access-log line ("-" 0).
+            Log.debug("\(clientAddress): closed without a request\(timedOutIdle ? " (handshake timeout)" : "")")
+            server.quietClosures.add()
         }
         if client.owner === self { client.close() }
         connector?.cancel()
@@ -146,6 +161,20 @@ final class Connection: StreamEndpointOwner, ListMember {
         fileBody = nil
         framer = nil
         server.connectionClosed(self)
+    }
+
+    /// The access-log line for the request (or connection) that just ended.
+    func writeAccessLog() {
+        guard let accessLog = server.accessLog else { return }
+        settleBodyBytes()
+        accessLog.write(record.line(client: clientAddress, forwarded: loggedClient, now: server.now))
+    }
+
+    /// `bytes=` counts the body bytes of a plain response that reached the socket: what is still
+    /// queued in the gateway (the response head first, then the body) is taken off.
+    private func settleBodyBytes() {
+        guard let offered = record.bodyBytes, client.queuedBytes > 0 else { return }
+        record.bodyBytes = max(0, offered - client.queuedBytes)
     }
 
     func becomeOpen(_ bridge: Bridge) {

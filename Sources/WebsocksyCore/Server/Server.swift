@@ -38,6 +38,8 @@ public final class Server {
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
     private var shutdownDeadline: Int64?
     private static let sweepIntervalMilliseconds: Int64 = 250
+    /// Connections that closed without a request, summarized by the sweep at most once a minute.
+    var quietClosures = QuietClosures()
 
     public var listeningAddress: String { listener?.boundDescription ?? "" }
 
@@ -202,8 +204,9 @@ public final class Server {
         finishing.remove(endpoint)
     }
 
-    /// Deadlines and keepalive. A linear pass: at a few hundred nanoseconds per connection, even tens
-    /// of thousands cost well under a millisecond, four times a second.
+    /// Deadlines, keepalive, and the summary of connections that closed without a request. A linear
+    /// pass: at a few hundred nanoseconds per connection, even tens of thousands cost well under a
+    /// millisecond, four times a second.
     private func sweep() {
         for connection in connections.snapshot { connection.sweep(now: now) }
         for endpoint in finishing.snapshot where endpoint.deadline != 0 && now >= endpoint.deadline {
@@ -211,6 +214,7 @@ public final class Server {
             endpoint.close()
         }
         returnFreedMemory()
+        if let summary = quietClosures.summary(now: now) { Log.info(summary) }
     }
 
     /// After a peak, glibc keeps the freed heap (and the arenas of the resolver thread) mapped:
