@@ -5,6 +5,7 @@ let package = Package(
     name: "websocksy",
     products: [
         .executable(name: "websocksy", targets: ["websocksy"]),
+        .executable(name: "websocksy-replay", targets: ["websocksy-replay"]),
         .library(name: "WebsocksyCore", targets: ["WebsocksyCore"]),
     ],
     targets: [
@@ -31,6 +32,8 @@ let package = Package(
             // Plugins loaded with dlopen resolve core_register_framing/core_framing against the executable.
             linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]
         ),
+        // Reads session recordings (`record = DIR`): lists records, extracts one direction's bytes.
+        .executableTarget(name: "websocksy-replay", dependencies: ["WebsocksyCore"]),
         .testTarget(name: "WebsocksyCoreTests", dependencies: ["WebsocksyCore"]),
     ]
 )

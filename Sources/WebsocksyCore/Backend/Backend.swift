@@ -36,20 +36,24 @@ public struct PeerChoice {
     public var framingConfig: FramingConfig?
     /// permessage-deflate for this connection; nil follows the `compression` key.
     public var compression: CompressionChoice?
+    /// Session recording for this connection (`record=DIR|off`); nil follows the `record` key.
+    public var record: RecordChoice?
 
     public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?,
-                compression: CompressionChoice? = nil) {
+                compression: CompressionChoice? = nil, record: RecordChoice? = nil) {
         self.address = address
         self.subprotocol = subprotocol
         self.framing = framing
         self.framingConfig = framingConfig
         self.compression = compression
+        self.record = record
     }
 }
 
 /// Per-connection options a plugin backend sets from `query` through `core_peer_option`.
 final class PeerOptions {
     var compression: CompressionChoice?
+    var record: RecordChoice?
 
     /// Applies one option; the problem when the key or value is not understood.
     func set(_ key: String, _ value: String) -> String? {
@@ -60,8 +64,12 @@ final class PeerOptions {
             }
             compression = choice
             return nil
+        case "record":
+            guard let choice = RecordChoice.parse(value) else { return "record must be off or a directory, not ''" }
+            record = choice
+            return nil
         default:
-            return "unknown option '\(LogText.capped(key))' (known: compression)"
+            return "unknown option '\(LogText.capped(key))' (known: compression, record)"
         }
     }
 }
@@ -71,6 +79,9 @@ final class PeerOptions {
 /// turn first, as websocksy does: their options are still checked.
 public enum BackendFactory {
     public static func make(_ config: Configuration, pluginDirectory: String = PluginDirectory.resolve(configured: nil).path) throws(ConfigError) -> Backend {
+        // The `[core]` recording settings go with the backend: installed (the directory checked)
+        // where start-up, --check-config and each reload make one from the configuration they use.
+        try RecordingSettings.install(config)
         for replaced in config.replacedBackends {
             let backend = try load(replaced.name, origin: replaced.origin, pluginDirectory: pluginDirectory)
             try configure(backend, replaced.name, replaced.options)

@@ -88,7 +88,7 @@ public final class PluginBackend: Backend {
         let subprotocol = info.protocol < request.protocols.count ? request.protocols[info.protocol] : nil
         return .peer(PeerChoice(address: address, subprotocol: subprotocol,
                                 framing: info.framing ?? FramingRegistry.lookup("auto"), framingConfig: config,
-                                compression: options.compression))
+                                compression: options.compression, record: options.record))
     }
 
     /// The peer address a `ws_peer_info` names: `detect` parses the scheme from `host`.

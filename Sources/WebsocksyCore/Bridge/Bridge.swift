@@ -35,6 +35,8 @@ final class Bridge: StreamEndpointOwner {
     var pingSentAt: Int64?
     /// When a close we started stops waiting for the client's Close (0 = no such close).
     var closeDeadline: Int64 = 0
+    /// The session recording (`record`), if this connection is recorded: see `Bridge+Recording.swift`.
+    var recording: Recording?
 
     init(connection: Connection, client: StreamEndpoint, peer: Peer, framer: PeerFramer?, compression: PerMessageDeflate?) {
         self.connection = connection
@@ -117,6 +119,7 @@ final class Bridge: StreamEndpointOwner {
         lastData = server.now
         connection.record.bytesIn += payload.count
         if messageEnd { connection.record.messagesIn += 1 }
+        if let recording { recording.clientChunk(payload, opcode: opcode, messageStart: messageStart, messageEnd: messageEnd) }
         switch peer {
         case .stream(let endpoint):
             endpoint.send(payload)
@@ -142,6 +145,7 @@ final class Bridge: StreamEndpointOwner {
         if opcode == .text || opcode == .binary {
             connection.record.messagesOut += 1
             connection.record.bytesOut += payload.count
+            if let recording { recording.message(opcode, payload) }
             // Control frames are never compressed (RFC 7692 §6.1); a message may go either way.
             if let compression = session.compression, compression.compress(payload, emit: { chunk, first, fin in
                 writeFrame(fin: fin, compressed: first, first ? opcode : .continuation, chunk)
@@ -209,6 +213,7 @@ final class Bridge: StreamEndpointOwner {
     func end() {
         guard !isEnded else { return }
         isEnded = true
+        stopRecording()
         releaseAssembly()
         releaseReplyCharge()
         client.finish(awaitingOtherSide: !session.closeReceived)

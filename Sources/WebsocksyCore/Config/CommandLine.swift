@@ -45,7 +45,7 @@ public enum CommandLineParser {
             case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
             case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
             case "-w", "--workers": try config.setCore("workers", value(for: arg), at: origin)
-            case "--web", "--access-log", "--trusted-proxy":
+            case "--web", "--access-log", "--trusted-proxy", "--record", "--record-max":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
@@ -175,8 +175,13 @@ public enum CommandLineParser {
                             (without it they get a short 426 page)
           --access-log FILE one line per connection when it ends (- = stderr); SIGUSR1 reopens
           --trusted-proxy ADDR
-                            a proxy (repeatable) whose X-Forwarded-For / X-Real-IP name the
-                            client in the access log
+                            a proxy (repeatable) whose X-Forwarded-For / X-Real-IP give the
+                            access log's fwd= field
+          --record DIR      record every session (data messages both ways, with times) into
+                            a file of its own in DIR, mode 0600; read it with websocksy-replay;
+                            off = no recording (default); routes may override (record=DIR|off)
+          --record-max SIZE largest recording per session (default 64M); past it the file
+                            ends with a "capped" record
       -n, --user NAME       when started as root, drop to this user after binding
       -w, --workers N       worker processes sharing the port, each with its own event loop
                             (default 1; auto = one per core); a supervisor restarts a worker
@@ -201,8 +206,8 @@ public enum CommandLineParser {
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
     max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
-    workers, web, access-log, trusted-proxy, tls-cert, tls-key, tls-only, tls-priority, tls-ca,
-    tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
+    workers, web, access-log, trusted-proxy, record, record-max, tls-cert, tls-key, tls-only,
+    tls-priority, tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
     server-max-window-bits, client-max-window-bits, server-no-context-takeover,
     client-no-context-takeover. Timeouts and intervals are whole seconds,
     at most 31536000 (365 days).

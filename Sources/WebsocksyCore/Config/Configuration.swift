@@ -19,6 +19,7 @@ public struct Configuration: Sendable {
     public static let defaultMaxHeaderBytes = 16384
     public static let defaultMaxHeaders = 100
     public static let defaultShutdownTimeout = 5
+    public static let defaultRecordMax: UInt64 = 64 << 20
     /// Longest timeout or interval accepted, in seconds (365 days): far beyond any sensible setting,
     /// and small enough that deadlines computed in milliseconds can never overflow.
     public static let maxSeconds = 365 * 86400
@@ -61,8 +62,12 @@ public struct Configuration: Sendable {
     public var inheritedListener: Int32?
     /// One line per connection to this file ("-" = stderr).
     public var accessLog: String?
-    /// Proxies whose X-Forwarded-For / X-Real-IP name the client in the access log.
+    /// Proxies whose X-Forwarded-For / X-Real-IP give the access log's fwd= field.
     public var trustedProxies: [String] = []
+    /// `record = DIR`: every session is recorded into a file in DIR (routes may override); nil = not recorded.
+    public var recordDirectory: String?
+    /// `record-max`: largest recording file per session; past it the recording ends with a "capped" record.
+    public var recordMax = defaultRecordMax
     public var backend = defaultBackend
     /// Where `backend` was set, for errors about it.
     public var backendOrigin: SettingOrigin?
@@ -153,6 +158,8 @@ public struct Configuration: Sendable {
             let proxy = try nonEmpty(key, value, origin)
             if flagReplacesFileList(key, origin) { trustedProxies.removeAll() }
             trustedProxies.append(proxy)
+        case "record": recordDirectory = try value == "off" ? nil : nonEmpty(key, value, origin)
+        case "record-max": recordMax = try size(key, value, origin, minimum: 64 << 10, maximum: Self.maxSize)
         case "workers":
             if value == "auto" {
                 workers = 0

@@ -14,6 +14,7 @@ extension Configuration {
         "port", "listen", "ping", "max-message", "handshake-timeout", "connect-timeout", "peer-buffer",
         "buffer-memory", "plugins", "max-connections", "max-header-bytes", "max-headers", "idle-timeout",
         "shutdown-timeout", "origin", "user", "unix-mode", "workers", "web", "access-log", "trusted-proxy",
+        "record", "record-max",
         "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "peer-tls-ca",
         "peer-tls-verify", "compression", "compression-level", "server-max-window-bits", "client-max-window-bits",
         "server-no-context-takeover", "client-no-context-takeover", "backend",
@@ -47,6 +48,8 @@ extension Configuration {
         case "web": return web.map { [$0] } ?? []
         case "access-log": return accessLog.map { [$0] } ?? []
         case "trusted-proxy": return trustedProxies
+        case "record": return recordDirectory.map { [$0] } ?? []
+        case "record-max": return [ByteSize.format(recordMax)]
         case "tls-cert": return tls.certificate.map { [$0] } ?? []
         case "tls-key": return tls.key.map { [$0] } ?? []
         case "tls-only": return [yesNo(tls.only)]
@@ -78,6 +81,7 @@ extension Configuration {
         case "web": return "plain HTTP requests get a 426 page"
         case "access-log": return "no access log"
         case "trusted-proxy": return "no proxy is trusted"
+        case "record": return "sessions are not recorded (unless a route says record=DIR)"
         case "tls-cert": return "no TLS"
         case "tls-key": return "the key is read from the certificate file"
         case "tls-ca": return "no client certificates"

@@ -32,6 +32,7 @@ extension Connection {
                 Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
                 record.peer = choice.address.description
                 record.subprotocol = choice.subprotocol
+                recordChoice = choice.record
                 pendingUpgrade = (request.key, choice.subprotocol, negotiateCompression(request, choice.compression))
                 if choice.address == .echo {
                     completeUpgrade(peer: .echo)
@@ -50,6 +51,7 @@ extension Connection {
         let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol, extensions: compression?.parameters.responseHeader)
         response.withUnsafeBytes { client.send($0) }
         let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer, compression: compression)
+        bridge.startRecording(recordChoice)
         becomeOpen(bridge)
         client.resumeReading()
         // Frames may have arrived right behind the request.

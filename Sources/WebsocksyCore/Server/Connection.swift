@@ -44,6 +44,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     var connector: PeerConnector?
     var peerAddress = PeerAddress.echo
     var framer: PeerFramer?
+    /// The route's `record` option, for the recording started at the 101 (`Bridge+Recording.swift`).
+    var recordChoice: RecordChoice?
     var pendingUpgrade: (key: String, subprotocol: String?, compression: PerMessageDeflate?)?
     /// A tls:// peer whose handshake the 101 waits for.
     var securingPeer: StreamEndpoint?
