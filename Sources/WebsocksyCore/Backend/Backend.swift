@@ -38,15 +38,19 @@ public struct PeerChoice {
     public var compression: CompressionChoice?
     /// Session recording for this connection (`record=DIR|off`); nil follows the `record` key.
     public var record: RecordChoice?
+    /// Text mode (wsgw's): the peer speaks lines ending with these bytes; client messages get the
+    /// line end added, peer lines (cut by `newline` framing) lose it. Stream peers only.
+    public var lineEnd: [UInt8]?
 
     public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?,
-                compression: CompressionChoice? = nil, record: RecordChoice? = nil) {
+                compression: CompressionChoice? = nil, record: RecordChoice? = nil, lineEnd: [UInt8]? = nil) {
         self.address = address
         self.subprotocol = subprotocol
         self.framing = framing
         self.framingConfig = framingConfig
         self.compression = compression
         self.record = record
+        self.lineEnd = lineEnd
     }
 }
 

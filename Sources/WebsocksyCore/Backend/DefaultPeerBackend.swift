@@ -1,7 +1,11 @@
 import CWebsocksy
 
-/// The built-in backend: the same configured peer for every connection (websocksy's default).
+/// The built-in backend: the same configured peer for every connection (websocksy's default), or
+/// several services on one port chosen by request path (`service`, wsgw's model), with the
+/// configured peer (if any) for every other path.
 public final class DefaultPeerBackend: Backend {
+    /// `service` options with their framing, ready for queries.
+    private var services: [(service: Service, textConfig: FramingConfig)] = []
     private var host: String?
     private var port: String?
     /// nil: serve only clients that offer no subprotocol; "*": the first offered; else that name.
@@ -21,12 +25,23 @@ public final class DefaultPeerBackend: Backend {
         case "protocol": subprotocol = value.isEmpty ? nil : value
         case "framing": framingName = value
         case "framing-config": framingConfigText = value
-        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config)")
+        case "service":
+            let service = try Service(value)
+            guard !services.contains(where: { $0.service.path == service.path }) else {
+                throw BackendError("service path \(service.path) is given twice")
+            }
+            services.append((service, FramingConfig(service.lineEndName)))
+        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service)")
         }
     }
 
     public func validate() throws(BackendError) {
-        guard let host else { throw BackendError("no peer configured: set host (e.g. -c host=tcp://localhost:5900)") }
+        guard let host else {
+            guard !services.isEmpty else {
+                throw BackendError("no peer configured: set host (e.g. -c host=tcp://localhost:5900) or service (e.g. -c service=/chat,tcp://localhost:6667,text)")
+            }
+            return
+        }
         var assumedTCP = false
         do throws(PeerAddressError) {
             address = try PeerAddress.parse(host, defaultPort: port, assumedTCP: &assumedTCP)
@@ -34,6 +49,7 @@ public final class DefaultPeerBackend: Backend {
             throw BackendError(error.description)
         }
         if assumedTCP { Log.warning("peer '\(host)' has no scheme; using \(address!)") }
+        try Service.checkServiceName(address!)
         guard let function = FramingRegistry.lookup(framingName) else {
             throw BackendError("unknown framing '\(framingName)' (known: \(FramingRegistry.names.joined(separator: ", ")))")
         }
@@ -47,7 +63,11 @@ public final class DefaultPeerBackend: Backend {
     }
 
     public func query(_ request: HandshakeRequest) -> BackendAnswer {
-        guard let address else { return .refuse(.init(.notFound, "no peer configured")) }
+        let target = request.target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        if !services.isEmpty, let route = services.first(where: { $0.service.path == Service.normalized(String(target[0])) }) {
+            return serve(route.service, textConfig: route.textConfig, query: target.count > 1 ? target[1] : nil, request)
+        }
+        guard let address else { return .refuse(.init(.notFound, "no service at \(LogText.capped(String(target[0])))")) }
         let selected: String?
         switch SubprotocolSelection.select(configured: subprotocol, offered: request.protocols) {
         case .none: selected = nil
@@ -55,6 +75,20 @@ public final class DefaultPeerBackend: Backend {
         case .refused(let why): return .refuse(.init(.badRequest, why))
         }
         return .peer(PeerChoice(address: address, subprotocol: selected, framing: framing, framingConfig: framingConfig))
+    }
+
+    private func serve(_ service: Service, textConfig: FramingConfig, query: Substring?, _ request: HandshakeRequest) -> BackendAnswer {
+        let selected: String?
+        switch SubprotocolSelection.select(configured: subprotocol, offered: request.protocols) {
+        case .none: selected = nil
+        case .selected(let name): selected = name
+        case .refused(let why): return .refuse(.init(.badRequest, why))
+        }
+        guard service.isText(query: query) else {
+            return .peer(PeerChoice(address: service.address, subprotocol: selected, framing: BuiltinFraming.binary, framingConfig: nil))
+        }
+        return .peer(PeerChoice(address: service.address, subprotocol: selected, framing: BuiltinFraming.newline,
+                                framingConfig: textConfig, lineEnd: service.lineEnd))
     }
 }
 

@@ -49,7 +49,7 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
             case .needMore:
                 return data.count >= server.limits.peerBufferBytes ? .bufferFull : .framed
             case .frame(let length, let opcode):
-                if let opcode { sendFrame(opcode, UnsafeRawBufferPointer(rebasing: data[0..<length])) }
+                if let opcode { sendFrame(opcode, peerMessage(UnsafeRawBufferPointer(rebasing: data[0..<length]))) }
                 inbox.consume(length)
                 last = max(0, last - length)
             case .failed(let why):
@@ -57,6 +57,11 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
             }
         }
         return .framed
+    }
+
+    /// A message the framing cut, as the client gets it: in text mode without its line end.
+    private func peerMessage(_ message: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        lineMode?.stripped(message) ?? message
     }
 
     /// The peer finished sending: what it sent is framed and delivered, the client gets Close
@@ -75,7 +80,7 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
         guard case .framed = frame(&inbox, lastRead: 0), session.canSend else { return }
         let rest = UnsafeRawBufferPointer(inbox.readable)
         // The framing function is the authority on what a message is: see `remainderAtClose`.
-        if rest.count > 0, let opcode = framer?.remainderAtClose(rest) { sendFrame(opcode, rest) }
+        if rest.count > 0, let opcode = framer?.remainderAtClose(rest) { sendFrame(opcode, peerMessage(rest)) }
         inbox.removeAll()
     }
 

@@ -37,6 +37,8 @@ final class Bridge: StreamEndpointOwner {
     var closeDeadline: Int64 = 0
     /// The session recording (`record`), if this connection is recorded: see `Bridge+Recording.swift`.
     var recording: Recording?
+    /// Text mode towards a line-based stream peer (wsgw's): line ends added and removed.
+    var lineMode: LineMode?
 
     init(connection: Connection, client: StreamEndpoint, peer: Peer, framer: PeerFramer?, compression: PerMessageDeflate?) {
         self.connection = connection
@@ -123,6 +125,10 @@ final class Bridge: StreamEndpointOwner {
         switch peer {
         case .stream(let endpoint):
             endpoint.send(payload)
+            if lineMode != nil {
+                lineMode!.observe(payload, messageStart: messageStart)
+                if messageEnd && lineMode!.messageLacksEnd { lineMode!.end.withUnsafeBytes { endpoint.send($0) } }
+            }
         case .echo:
             // After our Close nothing may be sent, so there is no one to echo to.
             // Assembling can spend the buffer budget and end this very connection.

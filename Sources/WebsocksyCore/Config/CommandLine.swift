@@ -202,6 +202,10 @@ public enum CommandLineParser {
                             for separator; crlf (default), lfcr, lf or cr for newline
       protocol              subprotocol to select: unset = serve only clients offering none,
                             * = the first offered, NAME = NAME when offered
+      service               PATH,PEER[,MODE[,LINE-END]] (repeatable): one service per request
+                            path (wsgw's model); MODE binary (default), text (a line end added
+                            to client messages, peer lines without it) or auto (text with
+                            ?encoding=text); LINE-END lf (default), crlf, cr or lfcr
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,

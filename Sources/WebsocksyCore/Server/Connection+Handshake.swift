@@ -52,6 +52,7 @@ extension Connection {
         response.withUnsafeBytes { client.send($0) }
         let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer, compression: compression)
         bridge.startRecording(recordChoice)
+        bridge.lineMode = lineEnd.map { LineMode(end: $0) }
         becomeOpen(bridge)
         client.resumeReading()
         // Frames may have arrived right behind the request.

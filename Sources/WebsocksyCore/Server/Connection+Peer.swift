@@ -9,6 +9,7 @@ extension Connection {
             return
         }
         framer = PeerFramer(function: framing, config: choice.framingConfig, datagram: choice.address.isDatagram, client: clientAddress)
+        lineEnd = choice.address.isDatagram ? nil : choice.lineEnd
         peerAddress = choice.address
         setState(.connectingPeer)
         deadline = server.now + server.limits.connectTimeoutMilliseconds

@@ -44,6 +44,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     var connector: PeerConnector?
     var peerAddress = PeerAddress.echo
     var framer: PeerFramer?
+    /// The route's text mode (`PeerChoice.lineEnd`), for the bridge.
+    var lineEnd: [UInt8]?
     /// The route's `record` option, for the recording started at the 101 (`Bridge+Recording.swift`).
     var recordChoice: RecordChoice?
     var pendingUpgrade: (key: String, subprotocol: String?, compression: PerMessageDeflate?)?
