@@ -82,6 +82,15 @@ class Gateway:
         return self.proc.returncode
 
 
+def rss_kib(pid):
+    """Resident memory of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 @pytest.fixture
 def gateway_factory():
     started = []

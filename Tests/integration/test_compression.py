@@ -12,7 +12,7 @@ import pytest
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from conftest import Gateway
+from conftest import Gateway, rss_kib
 from wsraw import RawClient, frame, request
 
 # The answer to a bare offer: the client's window cannot be limited, so it keeps no context.
@@ -178,13 +178,6 @@ def test_rsv1_rules(compressed_echo):
     c, _ = upgrade(compressed_echo.port, "permessage-deflate")
     c.send(frame(9, b"are you there"))
     assert c.recv_frame_rsv() == (True, 0, 10, b"are you there")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
 
 
 def test_decompression_bomb_closes_1009_with_flat_memory(gateway_factory, peer_factory):

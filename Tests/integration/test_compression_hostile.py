@@ -18,7 +18,7 @@ import zlib
 import pytest
 import websockets
 
-from conftest import Gateway
+from conftest import Gateway, rss_kib
 from wsraw import RawClient, frame, request
 
 TAIL = b"\x00\x00\xff\xff"
@@ -43,13 +43,6 @@ def reset(sock):
     """Close with an RST (SO_LINGER 0)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
 
 
 def cpu_seconds(pid):

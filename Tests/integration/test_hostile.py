@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import Gateway
-from test_robustness import reset, rss_kib
+from conftest import Gateway, rss_kib
+from test_robustness import reset
 from wsraw import RawClient, frame, request
 
 

@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 
+from conftest import rss_kib
 from wsraw import RawClient, close_body, frame, request
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -19,14 +20,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def cpu_share_over(pid, seconds=2.0):
