@@ -32,22 +32,7 @@ def deflate_raw(data, wbits=15, level=6):
 
 
 class CompressedRaw(RawClient):
-    """A raw client that reads server frames with RSV1 and inflates them itself."""
-
-    def recv_frame_rsv(self):
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        n, pos = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, pos = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, pos = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(pos + n)
-        payload = self.buf[pos:pos + n]
-        self.buf = self.buf[pos + n:]
-        return bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, payload
+    """A raw client that reads server frames with RSV1 (`recv_frame_rsv`) and their close code."""
 
     def close_code(self):
         while True:

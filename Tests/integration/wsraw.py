@@ -80,10 +80,16 @@ class RawClient:
 
     def recv_frame(self):
         """(fin, opcode, payload) of the next server frame, which must be unmasked and RSV-free."""
+        fin, rsv, opcode, payload = self.recv_frame_rsv()
+        assert rsv == 0, "server set RSV bits"
+        return fin, opcode, payload
+
+    def recv_frame_rsv(self):
+        """(fin, rsv, opcode, payload) of the next server frame, which must be unmasked; RSV1
+        marks a compressed message's first frame (permessage-deflate)."""
         self._need(2)
         b0, b1 = self.buf[0], self.buf[1]
         assert b1 & 0x80 == 0, "server frames must not be masked"
-        assert b0 & 0x70 == 0, "server set RSV bits"
         n = b1 & 0x7F
         pos = 2
         if n == 126:
@@ -97,7 +103,7 @@ class RawClient:
         self._need(pos + n)
         payload = self.buf[pos:pos + n]
         self.buf = self.buf[pos + n:]
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        return bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, payload
 
     def expect_close(self, code):
         """Reads until the server's Close, checks its code, then expects the server to close TCP."""

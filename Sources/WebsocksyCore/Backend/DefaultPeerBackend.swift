@@ -63,32 +63,36 @@ public final class DefaultPeerBackend: Backend {
     }
 
     public func query(_ request: HandshakeRequest) -> BackendAnswer {
-        let target = request.target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        if !services.isEmpty, let route = services.first(where: { $0.service.path == Service.normalized(String(target[0])) }) {
-            return serve(route.service, textConfig: route.textConfig, query: target.count > 1 ? target[1] : nil, request)
+        let service = services.isEmpty ? nil : route(request.target)
+        guard service != nil || address != nil else {
+            return .refuse(.init(.notFound, "no service at \(LogText.capped(Service.normalized(Self.path(request.target))))"))
         }
-        guard let address else { return .refuse(.init(.notFound, "no service at \(LogText.capped(String(target[0])))")) }
         let selected: String?
         switch SubprotocolSelection.select(configured: subprotocol, offered: request.protocols) {
         case .none: selected = nil
         case .selected(let name): selected = name
         case .refused(let why): return .refuse(.init(.badRequest, why))
         }
-        return .peer(PeerChoice(address: address, subprotocol: selected, framing: framing, framingConfig: framingConfig))
-    }
-
-    private func serve(_ service: Service, textConfig: FramingConfig, query: Substring?, _ request: HandshakeRequest) -> BackendAnswer {
-        let selected: String?
-        switch SubprotocolSelection.select(configured: subprotocol, offered: request.protocols) {
-        case .none: selected = nil
-        case .selected(let name): selected = name
-        case .refused(let why): return .refuse(.init(.badRequest, why))
+        guard let (service, textConfig, query) = service else {
+            return .peer(PeerChoice(address: address!, subprotocol: selected, framing: framing, framingConfig: framingConfig))
         }
         guard service.isText(query: query) else {
             return .peer(PeerChoice(address: service.address, subprotocol: selected, framing: BuiltinFraming.binary, framingConfig: nil))
         }
         return .peer(PeerChoice(address: service.address, subprotocol: selected, framing: BuiltinFraming.newline,
                                 framingConfig: textConfig, lineEnd: service.lineEnd))
+    }
+
+    /// The service for a request target, with its framing and the target's query string.
+    private func route(_ target: String) -> (Service, FramingConfig, Substring?)? {
+        let path = Service.normalized(Self.path(target))
+        guard let found = services.first(where: { $0.service.path == path }) else { return nil }
+        let query = target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
+        return (found.service, found.textConfig, query)
+    }
+
+    private static func path(_ target: String) -> String {
+        String(target.prefix { $0 != "?" })
     }
 }
 
