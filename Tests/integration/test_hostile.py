@@ -320,11 +320,13 @@ def test_keepalive_spares_a_client_paused_by_backpressure(gateway_factory, tcp_p
     g = gateway_factory("-c", f"host={url}", "-c", "framing=binary", "-k", "1")
     c, peer = bridged_client(g, listener)
     start = time.monotonic()
+    # Made blocking before the streamer starts: changing a socket's timeout while another thread
+    # is in sendall on it can make that sendall fail with EAGAIN.
+    reader = FrameReader(c, timeout=None)
     streamer = Streamer(c.sock, fast_frame(2, b"x" * 65536))
     seen = []
 
     def answer_pings():  # as a browser does
-        reader = FrameReader(c, timeout=None)
         try:
             while True:
                 opcode, payload = reader.next()
