@@ -1,7 +1,7 @@
 """access-log: one line per connection when it ends; trusted proxies; SIGUSR1 reopens.
 
 Format: time client fwd= "request" status bytes= proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=
-(client is always the socket's address and port; fwd the address a trusted proxy forwarded for, or -)."""
+(client is the socket's address and port, or a trusted balancer's PROXY header's; fwd the address a trusted proxy forwarded for, or -)."""
 import os
 import re
 import signal

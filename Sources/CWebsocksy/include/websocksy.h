@@ -104,7 +104,11 @@ typedef struct websocket websocket;
  *   configure optional  called for every option in order; returns 0 on success
  *   query     required  called once per upgrade request to pick the peer
  *   cleanup   optional  called before the backend is unloaded or the core exits
- * All four run on the core's only thread; `query` must not block for long.
+ * The calls never overlap. `init`, `configure` and `cleanup` run on the core's event loop; `query`
+ * runs on a thread of its own (one per loaded backend), so it may block — on a database, a file
+ * system — without stalling other connections. A query that takes longer than `backend-timeout`
+ * gets its client 504; its answer, when it comes, is discarded. From `query`, only
+ * `core_framing`, `core_peer_option` and `xstr_lower` may be called (not `core_register_framing`).
  */
 typedef uint64_t (*ws_backend_init)(void);
 typedef uint64_t (*ws_backend_configure)(char* key, char* value);
@@ -131,7 +135,9 @@ ws_framing core_framing(char* name);
 char* xstr_lower(char* in);
 /* An addition to API 1 (the C websocksy does not have it: declare it weak to stay loadable there).
  * From `query` only, with the `ws` it was given: sets an option for the connection being routed.
- * Keys: "compression" = off, on or a minimum message size (as the [core] key, for this route).
+ * Keys: "compression" = off, on or a minimum message size (as the [core] key, for this route);
+ * "record" = off or a directory; "status" = the HTTP status (400-504) the client gets when `query`
+ * then names no peer (e.g. "503" while the backend's database is unreachable; 404 otherwise).
  * Returns 0 when applied, 1 for an unknown key or an invalid value (logged). */
 int core_peer_option(websocket* ws, const char* key, const char* value);
 

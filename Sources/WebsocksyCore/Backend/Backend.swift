@@ -10,10 +10,14 @@ public protocol Backend: AnyObject {
     func query(_ request: HandshakeRequest) -> BackendAnswer
     /// Releases what the backend holds (a plugin's `cleanup`); called once, before it is dropped.
     func shutdown()
+    /// `query` may wait (on a database, a file system): it then runs on a thread of its own,
+    /// one call at a time (`QueryThread`). The built-in backend answers at once, on the loop.
+    var queriesMayBlock: Bool { get }
 }
 
 extension Backend {
     public func shutdown() {}
+    public var queriesMayBlock: Bool { false }
 }
 
 public struct BackendError: Error, CustomStringConvertible, Sendable {
@@ -38,6 +42,8 @@ public struct PeerChoice {
     public var compression: CompressionChoice?
     /// Session recording for this connection (`record=DIR|off`); nil follows the `record` key.
     public var record: RecordChoice?
+    /// Send the peer a PROXY protocol v2 header naming the client before anything else (stream peers).
+    public var sendsProxyHeader = false
     /// Text mode (wsgw's): the peer speaks lines ending with these bytes; client messages get the
     /// line end added, peer lines (cut by `newline` framing) lose it. Stream peers only.
     public var lineEnd: [UInt8]?
@@ -58,6 +64,9 @@ public struct PeerChoice {
 final class PeerOptions {
     var compression: CompressionChoice?
     var record: RecordChoice?
+    var sendsProxyHeader: Bool?
+    /// The refusal a backend that names no peer wants instead of 404 (Redis unreachable: 503).
+    var status: HTTPStatus?
 
     /// Applies one option; the problem when the key or value is not understood.
     func set(_ key: String, _ value: String) -> String? {
@@ -72,8 +81,27 @@ final class PeerOptions {
             guard let choice = RecordChoice.parse(value) else { return "record must be off or a directory, not ''" }
             record = choice
             return nil
+        case "proxy-protocol":
+            guard let choice = Self.proxyProtocol(value) else { return "proxy-protocol must be v2 or off, not '\(LogText.capped(value))'" }
+            sendsProxyHeader = choice
+            return nil
+        case "status":
+            guard let code = Int(value), let status = HTTPStatus(rawValue: code), code >= 400 else {
+                return "status must be one of 400, 401, 403, 404, 429, 500, 502, 503, 504, not '\(LogText.capped(value))'"
+            }
+            self.status = status
+            return nil
         default:
-            return "unknown option '\(LogText.capped(key))' (known: compression, record)"
+            return "unknown option '\(LogText.capped(key))' (known: compression, record, proxy-protocol, status)"
+        }
+    }
+
+    /// `proxy-protocol = v2|off` (route option and defaultpeer option alike).
+    static func proxyProtocol(_ value: String) -> Bool? {
+        switch value {
+        case "v2": true
+        case "off": false
+        default: nil
         }
     }
 }

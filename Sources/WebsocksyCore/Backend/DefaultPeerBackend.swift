@@ -15,6 +15,8 @@ public final class DefaultPeerBackend: Backend {
     private var address: PeerAddress?
     private var framing: ws_framing?
     private var framingConfig: FramingConfig?
+    /// `proxy-protocol = v2`: every peer (the host's and the services') is told the client's address.
+    private var sendsProxyHeader = false
 
     public init() {}
 
@@ -31,7 +33,10 @@ public final class DefaultPeerBackend: Backend {
                 throw BackendError("service path \(service.path) is given twice")
             }
             services.append((service, FramingConfig(service.lineEndName)))
-        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service)")
+        case "proxy-protocol":
+            guard let choice = PeerOptions.proxyProtocol(value) else { throw BackendError("proxy-protocol must be v2 or off, not '\(value)'") }
+            sendsProxyHeader = choice
+        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service, proxy-protocol)")
         }
     }
 
@@ -63,6 +68,13 @@ public final class DefaultPeerBackend: Backend {
     }
 
     public func query(_ request: HandshakeRequest) -> BackendAnswer {
+        let answer = choose(request)
+        guard sendsProxyHeader, case .peer(var choice) = answer else { return answer }
+        choice.sendsProxyHeader = true
+        return .peer(choice)
+    }
+
+    private func choose(_ request: HandshakeRequest) -> BackendAnswer {
         let service = services.isEmpty ? nil : route(request.target)
         guard service != nil || address != nil else {
             return .refuse(.init(.notFound, "no service at \(LogText.capped(Service.normalized(Self.path(request.target))))"))

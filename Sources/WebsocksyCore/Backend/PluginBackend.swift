@@ -47,6 +47,9 @@ public final class PluginBackend: Backend {
 
     public func validate() throws(BackendError) {}
 
+    /// A plugin's `query` is opaque: it may block, so it never runs on the loop.
+    public var queriesMayBlock: Bool { true }
+
     public func query(_ request: HandshakeRequest) -> BackendAnswer {
         // The plugin may modify what it is given (websocksy's file backend trims the endpoint in
         // place), so it gets its own malloc'd copies, freed after the call.
@@ -74,6 +77,7 @@ public final class PluginBackend: Backend {
         }
         let config = info.framing_config.map { FramingConfig(adopting: $0) }
         guard let hostPointer = info.host else {
+            if let status = options.status { return .refuse(.init(status, "backend refused \(LogText.capped(request.target))")) }
             return .refuse(.init(.notFound, "no peer for \(LogText.capped(request.target))"))
         }
         let host = String(cString: hostPointer)
@@ -86,9 +90,11 @@ public final class PluginBackend: Backend {
             return .refuse(.init(.badGateway, "peer address from the backend is unusable: \(error)"))
         }
         let subprotocol = info.protocol < request.protocols.count ? request.protocols[info.protocol] : nil
-        return .peer(PeerChoice(address: address, subprotocol: subprotocol,
+        var choice = PeerChoice(address: address, subprotocol: subprotocol,
                                 framing: info.framing ?? FramingRegistry.lookup("auto"), framingConfig: config,
-                                compression: options.compression, record: options.record))
+                                compression: options.compression, record: options.record)
+        choice.sendsProxyHeader = options.sendsProxyHeader ?? false
+        return .peer(choice)
     }
 
     /// The peer address a `ws_peer_info` names: `detect` parses the scheme from `host`.

@@ -45,7 +45,8 @@ public enum CommandLineParser {
             case "--plugins": try config.setCore("plugins", value(for: arg), at: origin)
             case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
             case "-w", "--workers": try config.setCore("workers", value(for: arg), at: origin)
-            case "--web", "--access-log", "--trusted-proxy", "--record", "--record-max":
+            case "--web", "--access-log", "--trusted-proxy", "--record", "--record-max", "--proxy-protocol-from",
+                 "--admin-listen", "--max-connections-per-client", "--upgrade-rate", "--upgrade-burst":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
@@ -55,6 +56,7 @@ public enum CommandLineParser {
             case "--tls-only", "--tls-verify-client":
                 try config.setCore(String(arg.dropFirst(2)), "yes", at: origin)
             case "--connect-timeout": try config.setCore("connect-timeout", value(for: arg), at: origin)
+            case "--backend-timeout": try config.setCore("backend-timeout", value(for: arg), at: origin)
             case "--peer-buffer", "--buffer-memory": try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "-z", "--compression": try config.setCore("compression", value(for: arg), at: origin)
             case "--compression-level", "--server-max-window-bits", "--client-max-window-bits",
@@ -130,6 +132,9 @@ public enum CommandLineParser {
           --connect-timeout SECONDS
                             time connecting to a peer may take before the client gets 502
                             (default \(Configuration.defaultConnectTimeout))
+          --backend-timeout SECONDS
+                            time a plugin backend's query (run off the event loop) may take
+                            before the client gets 504 (default \(Configuration.defaultBackendTimeout))
           --peer-buffer SIZE
                             cap on peer data waiting to be framed (default 1M); a framing
                             function that frames nothing before it is full closes with 1009
@@ -177,6 +182,21 @@ public enum CommandLineParser {
           --trusted-proxy ADDR
                             a proxy (repeatable) whose X-Forwarded-For / X-Real-IP give the
                             access log's fwd= field
+          --proxy-protocol-from ADDR|CIDR
+                            a load balancer (repeatable) whose connections may start with a
+                            PROXY protocol v1 or v2 header; the client address it carries is
+                            the one logged, limited and passed on. From other sources a PROXY
+                            header gets 400
+          --admin-listen HOST:PORT
+                            serve /metrics (Prometheus), /healthz and /readyz (503 once a
+                            graceful stop begins) there (default: off)
+          --max-connections-per-client N
+                            open connections one client address may hold; beyond, 429
+                            (default 0 = no limit)
+          --upgrade-rate N, --upgrade-burst N
+                            WebSocket upgrades per second one client address may make, with
+                            bursts of up to N (default 0 = no limit, burst 20); beyond, 429
+                            with Retry-After
           --record DIR      record every session (data messages both ways, with times) into
                             a file of its own in DIR, mode 0600; read it with websocksy-replay;
                             off = no recording (default); routes may override (record=DIR|off)
@@ -208,9 +228,10 @@ public enum CommandLineParser {
                             ?encoding=text); LINE-END lf (default), crlf, cr or lfcr
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
-    connect-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
+    connect-timeout, backend-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
     max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
-    workers, web, access-log, trusted-proxy, record, record-max, tls-cert, tls-key, tls-only,
+    workers, web, access-log, trusted-proxy, proxy-protocol-from, admin-listen,
+    max-connections-per-client, upgrade-rate, upgrade-burst, record, record-max, tls-cert, tls-key, tls-only,
     tls-priority, tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
     server-max-window-bits, client-max-window-bits, server-no-context-takeover,
     client-no-context-takeover. Timeouts and intervals are whole seconds,

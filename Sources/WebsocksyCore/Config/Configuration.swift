@@ -19,6 +19,8 @@ public struct Configuration: Sendable {
     public static let defaultMaxHeaderBytes = 16384
     public static let defaultMaxHeaders = 100
     public static let defaultShutdownTimeout = 5
+    public static let defaultBackendTimeout = 5
+    public static let defaultUpgradeBurst = 20
     public static let defaultRecordMax: UInt64 = 64 << 20
     /// Longest timeout or interval accepted, in seconds (365 days): far beyond any sensible setting,
     /// and small enough that deadlines computed in milliseconds can never overflow.
@@ -35,6 +37,8 @@ public struct Configuration: Sendable {
     public var handshakeTimeout = defaultHandshakeTimeout
     /// Seconds connecting to a peer may take before the client gets 502.
     public var connectTimeout = defaultConnectTimeout
+    /// Seconds a plugin backend's query may take before the client gets 504.
+    public var backendTimeout = defaultBackendTimeout
     /// Cap on peer bytes waiting for the framing function.
     public var peerBuffer = defaultPeerBuffer
     /// Process-wide budget for bytes buffered for message assembly and queues; 0 = auto (a quarter
@@ -64,6 +68,16 @@ public struct Configuration: Sendable {
     public var accessLog: String?
     /// Proxies whose X-Forwarded-For / X-Real-IP give the access log's fwd= field.
     public var trustedProxies: [String] = []
+    /// Sources (addresses, CIDR ranges) whose connections may start with a PROXY protocol header.
+    public var proxyProtocolSources: [String] = []
+    /// Where the admin listener (/metrics, /healthz, /readyz) listens: HOST:PORT; nil = none.
+    public var adminListen: String?
+    /// Open connections one client address may hold (0 = no limit); beyond, 429.
+    public var maxConnectionsPerClient = 0
+    /// WebSocket upgrades per second one client address may make on average (0 = no limit),
+    /// with bursts of `upgradeBurst`; beyond, 429 with Retry-After.
+    public var upgradeRate = 0
+    public var upgradeBurst = defaultUpgradeBurst
     /// `record = DIR`: every session is recorded into a file in DIR (routes may override); nil = not recorded.
     public var recordDirectory: String?
     /// `record-max`: largest recording file per session; past it the recording ends with a "capped" record.
@@ -120,6 +134,7 @@ public struct Configuration: Sendable {
         case "ping": pingInterval = try seconds(key, value, origin, minimum: 0)
         case "handshake-timeout": handshakeTimeout = try seconds(key, value, origin, minimum: 1)
         case "connect-timeout": connectTimeout = try seconds(key, value, origin, minimum: 1)
+        case "backend-timeout": backendTimeout = try seconds(key, value, origin, minimum: 1)
         case "peer-buffer": peerBuffer = try size(key, value, origin, minimum: 4096, maximum: 1 << 30)
         case "buffer-memory":
             bufferMemory = try value == "auto" ? 0 : size(key, value, origin, minimum: 1 << 20, maximum: Self.maxSize, auto: true)
@@ -158,6 +173,21 @@ public struct Configuration: Sendable {
             let proxy = try nonEmpty(key, value, origin)
             if flagReplacesFileList(key, origin) { trustedProxies.removeAll() }
             trustedProxies.append(proxy)
+        case "proxy-protocol-from":
+            guard AddressRange.parse(value) != nil else {
+                throw ConfigError(origin.description, "proxy-protocol-from must be an address or a CIDR range like 10.0.0.0/8, not '\(value)'")
+            }
+            if flagReplacesFileList(key, origin) { proxyProtocolSources.removeAll() }
+            proxyProtocolSources.append(value)
+        case "admin-listen":
+            guard let colon = value.lastIndex(of: ":"), Int(value[value.index(after: colon)...]).map({ (0...65535).contains($0) }) == true,
+                  colon != value.startIndex else {
+                throw ConfigError(origin.description, "admin-listen must be HOST:PORT (e.g. 127.0.0.1:9090, [::1]:9090), not '\(value)'")
+            }
+            adminListen = value
+        case "max-connections-per-client": maxConnectionsPerClient = try count(key, value, origin, minimum: 0, maximum: 10_000_000)
+        case "upgrade-rate": upgradeRate = try count(key, value, origin, minimum: 0, maximum: 1_000_000)
+        case "upgrade-burst": upgradeBurst = try count(key, value, origin, minimum: 1, maximum: 1_000_000)
         case "record": recordDirectory = try value == "off" ? nil : nonEmpty(key, value, origin)
         case "record-max": recordMax = try size(key, value, origin, minimum: 64 << 10, maximum: Self.maxSize)
         case "workers":
@@ -192,7 +222,7 @@ public struct Configuration: Sendable {
 
     /// `origin` and `trusted-proxy`: each value adds to the list, except that the first flag for the
     /// key after a file starts the list afresh.
-    static let listKeys: Set<String> = ["origin", "trusted-proxy"]
+    static let listKeys: Set<String> = ["origin", "trusted-proxy", "proxy-protocol-from"]
 
     /// Whether a flag setting a list key is about to replace values the file gave.
     private func flagReplacesFileList(_ key: String, _ origin: SettingOrigin) -> Bool {

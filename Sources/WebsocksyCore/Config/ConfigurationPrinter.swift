@@ -11,9 +11,10 @@ extension Configuration {
     /// with `backend` last, next to its section. Every key `setCore` accepts is here (a unit test
     /// checks the list against `--help` and that every value printed reads back).
     public static let coreKeys = [
-        "port", "listen", "ping", "max-message", "handshake-timeout", "connect-timeout", "peer-buffer",
+        "port", "listen", "ping", "max-message", "handshake-timeout", "connect-timeout", "backend-timeout", "peer-buffer",
         "buffer-memory", "plugins", "max-connections", "max-header-bytes", "max-headers", "idle-timeout",
         "shutdown-timeout", "origin", "user", "unix-mode", "workers", "web", "access-log", "trusted-proxy",
+        "proxy-protocol-from", "admin-listen", "max-connections-per-client", "upgrade-rate", "upgrade-burst",
         "record", "record-max",
         "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "peer-tls-ca",
         "peer-tls-verify", "compression", "compression-level", "server-max-window-bits", "client-max-window-bits",
@@ -31,6 +32,7 @@ extension Configuration {
         case "max-message": return [ByteSize.format(maxMessage)]
         case "handshake-timeout": return [String(handshakeTimeout)]
         case "connect-timeout": return [String(connectTimeout)]
+        case "backend-timeout": return [String(backendTimeout)]
         case "peer-buffer": return [ByteSize.format(peerBuffer)]
         case "buffer-memory": return [bufferMemory == 0 ? "auto" : ByteSize.format(bufferMemory)]
         case "plugins": return pluginDirectory.map { [$0] } ?? []
@@ -48,6 +50,11 @@ extension Configuration {
         case "web": return web.map { [$0] } ?? []
         case "access-log": return accessLog.map { [$0] } ?? []
         case "trusted-proxy": return trustedProxies
+        case "proxy-protocol-from": return proxyProtocolSources
+        case "admin-listen": return adminListen.map { [$0] } ?? []
+        case "max-connections-per-client": return [String(maxConnectionsPerClient)]
+        case "upgrade-rate": return [String(upgradeRate)]
+        case "upgrade-burst": return [String(upgradeBurst)]
         case "record": return recordDirectory.map { [$0] } ?? []
         case "record-max": return [ByteSize.format(recordMax)]
         case "tls-cert": return tls.certificate.map { [$0] } ?? []

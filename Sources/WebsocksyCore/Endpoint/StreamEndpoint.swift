@@ -35,6 +35,10 @@ final class StreamEndpoint: Endpoint {
     /// Set before the first byte of a connection that may start TLS: the owner looks at it first.
     var peeksFirstByte = false
     private var firstBytePeeked: ((UInt8) -> Void)?
+    /// Set on a connection from a `proxy-protocol-from` source: a PROXY header may come first.
+    private var proxyHeaderRead: ((ProxyProtocolParse) -> Void)?
+    /// The part of a PROXY header taken off the socket so far.
+    private var proxyPreface: [UInt8] = []
 
     /// Bytes one wake-up reads at most before the loop moves on to other descriptors.
     static let readBudget = 256 << 10
@@ -80,6 +84,7 @@ final class StreamEndpoint: Endpoint {
         }
         if isReading {
             if events & (EpollEvents.readable | EpollEvents.hangup | EpollEvents.error | EpollEvents.deferred) != 0 {
+                if proxyHeaderRead != nil { return readProxyHeader() }
                 if peeksFirstByte { return readFirstByte() }
                 readAvailable()
             }
@@ -177,6 +182,58 @@ final class StreamEndpoint: Endpoint {
         case .failed(let error):
             fail(error)
         }
+    }
+
+    /// Looks for a PROXY header before anything else — before TLS, which it precedes — and tells
+    /// `read` what came: a header (taken off the socket, nothing after it), none (the bytes stay
+    /// for the normal reads), or a malformed one.
+    func readProxyHeader(then read: @escaping (ProxyProtocolParse) -> Void) {
+        proxyHeaderRead = read
+    }
+
+    /// Peeks at what has arrived and takes exactly the header's bytes off the socket. Bytes of an
+    /// unfinished header are taken too (they all belong to it), so that epoll does not report the
+    /// same bytes again and again; if they turn out to be plain HTTP after all ("P…" of "POST")
+    /// they go to the inbox.
+    private func readProxyHeader() {
+        var peeked = [UInt8](repeating: 0, count: ProxyProtocol.maximumLength - proxyPreface.count)
+        let want = peeked.count
+        let n: Int
+        switch Syscall.io("recv", { recv(fd, &peeked, want, Int32(MSG_PEEK)) }) {
+        case .bytes(let count): n = count
+        case .wouldBlock: return
+        case .eof: return fail(nil)
+        case .failed(let error): return fail(error)
+        }
+        let seen = proxyPreface + peeked[0..<n]
+        let result = seen.withUnsafeBytes { ProxyProtocol.parse($0) }
+        let take: Int
+        switch result {
+        case .incomplete: take = n
+        case .header(_, let consumed): take = consumed - proxyPreface.count
+        case .absent, .invalid: take = 0
+        }
+        if take > 0 {
+            // The peeked bytes are there: this recv takes them without waiting.
+            guard case .bytes = Syscall.io("recv", { recv(fd, &peeked, take, 0) }) else { return fail(nil) }
+        }
+        if case .incomplete = result {
+            proxyPreface = seen
+            return
+        }
+        let read = proxyHeaderRead
+        proxyHeaderRead = nil
+        if case .absent = result { proxyPreface.withUnsafeBytes { inbox.append($0) } }
+        proxyPreface = []
+        read?(result)
+        guard phase == .open, isReading else { return }
+        if peeksFirstByte, let first = inbox.readable.first {
+            // The first byte was part of what looked like a header.
+            peeksFirstByte = false
+            firstBytePeeked?(first)
+            firstBytePeeked = nil
+        }
+        if phase == .open && isReading { handleEvent(EpollEvents.deferred) }
     }
 
     /// Asks for the first byte before any read; `peeked` decides between TLS and plain.

@@ -39,10 +39,13 @@ public struct PlainRequest: Sendable {
 public struct HandshakeRejection: Error, Equatable, Sendable {
     public var status: HTTPStatus
     public var reason: String
+    /// Seconds after which a client refused for its rate may try again (429's `Retry-After`).
+    public var retryAfter: Int?
 
-    public init(_ status: HTTPStatus, _ reason: String) {
+    public init(_ status: HTTPStatus, _ reason: String, retryAfter: Int? = nil) {
         self.status = status
         self.reason = reason
+        self.retryAfter = retryAfter
     }
 }
 

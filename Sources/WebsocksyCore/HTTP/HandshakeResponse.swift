@@ -22,6 +22,7 @@ public enum HandshakeResponse {
             // §4.2.2: tell the client which version we speak.
             text += "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
         }
+        if let retryAfter = rejection.retryAfter { text += "Retry-After: \(retryAfter)\r\n" }
         text += "\r\n" + body
         return Array(text.utf8)
     }

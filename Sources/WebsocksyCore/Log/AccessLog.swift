@@ -59,8 +59,8 @@ struct ConnectionRecord {
     static let fieldLimit = 1024
 
     /// `time client fwd= "request" status bytes= proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=`:
-    /// `client` is always the socket's address and port (`127.0.0.1:53122`, `[::1]:53122`,
-    /// `unix-client`); `fwd` the address a trusted proxy forwarded for (X-Forwarded-For / X-Real-IP),
+    /// `client` is the socket's address and port (`127.0.0.1:53122`, `[::1]:53122`, `unix-client`)
+    /// or the one a trusted balancer's PROXY header carries; `fwd` the address a trusted proxy forwarded for (X-Forwarded-For / X-Real-IP),
     /// else `-`; `bytes` the body bytes of a plain HTTP response sent (`0` for HEAD and 304), `-` on
     /// WebSocket and refused-upgrade lines, whose traffic is in `in`/`out`.
     /// Fields from the network are capped and escaped (controls, `"`, `\` and, outside the quotes,

@@ -11,6 +11,9 @@ extension Connection {
         case .incomplete:
             return
         case .rejected(let rejection):
+            if case .header = ProxyProtocol.parse(UnsafeRawBufferPointer(client.inbox.readable)) {
+                return refuse(.init(.badRequest, "PROXY protocol header from a source not in proxy-protocol-from"))
+            }
             refuse(rejection)
         case .plain(let request, let consumed):
             client.inbox.consume(consumed)
@@ -25,20 +28,42 @@ extension Connection {
                 refuse(rejection)
                 return
             }
-            switch server.backend.query(request) {
-            case .refuse(let rejection):
-                refuse(rejection)
-            case .peer(let choice):
-                Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
-                record.peer = choice.address.description
-                record.subprotocol = choice.subprotocol
-                recordChoice = choice.record
-                pendingUpgrade = (request.key, choice.subprotocol, negotiateCompression(request, choice.compression))
-                if choice.address == .echo {
-                    completeUpgrade(peer: .echo)
-                } else {
-                    connectPeer(choice)
-                }
+            if let key = ClientLimits.Key(client4or6?.ip), let retryAfter = server.clientLimits.takeUpgrade(key, now: server.now) {
+                let limits = server.clientLimits
+                refuse(.init(.tooManyRequests, "upgrade rate exceeded (upgrade-rate = \(limits.rate)/s, burst \(limits.burst))",
+                             retryAfter: retryAfter), logged: limits.shouldLog(key, now: server.now))
+                return
+            }
+            setState(.queryingBackend)
+            deadline = server.now + server.limits.backendTimeoutMilliseconds
+            // While the backend thinks, the client is still read, so that one that leaves cancels
+            // its query — but only a little: what it sends before the 101 waits in the inbox.
+            client.inboxLimit = client.inbox.count + Self.inboxWhileQuerying
+            pendingQuery = server.queries.query(request) { [unowned self] answer in self.backendAnswered(request, answer) }
+        }
+    }
+
+    /// Bytes a client may send behind its upgrade request while its backend query runs.
+    static let inboxWhileQuerying = 16 << 10
+
+    /// The backend's choice, at once or from its query thread (never after the connection ended:
+    /// ending cancels the query).
+    private func backendAnswered(_ request: HandshakeRequest, _ answer: BackendAnswer) {
+        pendingQuery = nil
+        client.inboxLimit = Int.max
+        switch answer {
+        case .refuse(let rejection):
+            refuse(rejection)
+        case .peer(let choice):
+            Log.debug("\(clientAddress): \(request.target) → \(choice.address)")
+            record.peer = choice.address.description
+            record.subprotocol = choice.subprotocol
+            recordChoice = choice.record
+            pendingUpgrade = (request.key, choice.subprotocol, negotiateCompression(request, choice.compression))
+            if choice.address == .echo {
+                completeUpgrade(peer: .echo)
+            } else {
+                connectPeer(choice)
             }
         }
     }
@@ -48,6 +73,8 @@ extension Connection {
         guard let (key, subprotocol, compression) = pendingUpgrade else { return }
         pendingUpgrade = nil
         record.status = 101
+        server.metrics.upgrades += 1
+        if peerConnectStarted != 0 { server.metrics.peerConnect.observe(microseconds: Int(MonotonicClock.nowMicroseconds() - peerConnectStarted)) }
         let response = HandshakeResponse.accept(key: key, subprotocol: subprotocol, extensions: compression?.parameters.responseHeader)
         response.withUnsafeBytes { client.send($0) }
         let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer, compression: compression)
@@ -83,9 +110,11 @@ extension Connection {
         return allowed.contains(normalized) ? nil : .init(.forbidden, "origin \(LogText.capped(origin)) is not allowed")
     }
 
-    /// Answers with an HTTP error and closes (one log line per refused connection).
-    func refuse(_ rejection: HandshakeRejection) {
-        Log.info("\(clientAddress): refused with \(rejection.status.rawValue): \(rejection.reason)")
+    /// Answers with an HTTP error and closes (one log line per refused connection, unless the
+    /// caller rate-limits the lines: per-client limits log one per address per interval).
+    func refuse(_ rejection: HandshakeRejection, logged: Bool = true) {
+        if logged { Log.info("\(clientAddress): refused with \(rejection.status.rawValue): \(rejection.reason)") }
+        server.metrics.refused(rejection.status.rawValue)
         record.status = rejection.status.rawValue
         let response = HandshakeResponse.reject(rejection)
         response.withUnsafeBytes { client.send($0) }

@@ -11,7 +11,9 @@ extension Connection {
         framer = PeerFramer(function: framing, config: choice.framingConfig, datagram: choice.address.isDatagram, client: clientAddress)
         lineEnd = choice.address.isDatagram ? nil : choice.lineEnd
         peerAddress = choice.address
+        sendsProxyHeader = choice.sendsProxyHeader && !choice.address.isDatagram
         setState(.connectingPeer)
+        peerConnectStarted = MonotonicClock.nowMicroseconds()
         deadline = server.now + server.limits.connectTimeoutMilliseconds
         let connector = PeerConnector(server: server, address: choice.address)
         self.connector = connector
@@ -41,6 +43,7 @@ extension Connection {
 
     private func peerConnected(fd: Int32, registration: (token: Reactor.Token, events: UInt32)) throws(SystemError) {
         let limits = server.limits
+        if sendsProxyHeader { try writeProxyHeader(fd) }
         switch peerAddress {
         case .udp, .unixDatagram:
             let isUnix = if case .unixDatagram = peerAddress { true } else { false }
@@ -73,6 +76,28 @@ extension Connection {
         securingPeer = nil
         guard state == .connectingPeer else { return endpoint.close() }
         completeUpgrade(peer: .stream(endpoint))
+    }
+
+    /// The PROXY v2 header naming the client, first on a fresh connection to the peer (before a
+    /// tls:// peer's handshake too): a socket that has just connected takes its couple of hundred
+    /// bytes at once, so it is written directly.
+    private func writeProxyHeader(_ fd: Int32) throws(SystemError) {
+        var header = ProxyProtocol.v2Local
+        if let source = client4or6, let destination = proxiedDestination ?? localAddress() {
+            header = ProxyProtocol.encodeV2(source: source, destination: destination)
+        }
+        let written = header.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard written == header.count else { throw SystemError("PROXY header to the peer", errno: written < 0 ? errno : EAGAIN) }
+    }
+
+    /// The gateway's own address on the client's connection (the PROXY header's destination).
+    private func localAddress() -> ProxiedAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(client.fd, $0, &length) }
+        }
+        return ok == 0 ? ProxyProtocol.address(of: storage) : nil
     }
 
     /// The peer did not connect (or finish its TLS handshake) within `connect-timeout`.

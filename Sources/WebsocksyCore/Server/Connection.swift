@@ -5,17 +5,27 @@ import Glibc
 /// the client's stream endpoint until the upgrade and hands it to a `Bridge` after.
 ///
 /// Life cycle: `handshake` (TLS first for wss://; the HTTP request; a plain request goes to
-/// `responding` and, when the connection stays open, back) → `connectingPeer` (the backend chose
+/// `responding` and, when the connection stays open, back) → `queryingBackend` (a plugin backend
+/// answers from its own thread; the client is not read meanwhile) → `connectingPeer` (the backend chose
 /// a socket peer; the 101 waits for its connect, and for its TLS handshake for tls://) → `open`
 /// (the bridge runs the WebSocket) → `closed`. Closing — flushing, half-closing, lingering — is
 /// the endpoints' own business once the connection lets go of them.
 final class Connection: StreamEndpointOwner, ListMember {
-    enum State { case handshake, responding, connectingPeer, open, closed }
+    enum State { case handshake, responding, queryingBackend, connectingPeer, open, closed }
 
     /// The server outlives everything it serves; `unowned(unsafe)` skips a reference-count check per access on the hot path.
     unowned(unsafe) let server: Server
     let client: StreamEndpoint
-    let clientAddress: String
+    /// "address:port" of the client: the socket's peer, or the client a trusted load balancer's
+    /// PROXY header names (then used everywhere: logs, limits, the peer's PROXY header).
+    private(set) var clientAddress: String
+    /// The client's address and port as numbers (nil for a Unix-socket listener).
+    private(set) var client4or6: ProxiedAddress?
+    /// The address the client reached, as a load balancer's PROXY header gave it (for the header
+    /// the gateway sends its peer in turn).
+    private(set) var proxiedDestination: ProxiedAddress?
+    /// The counted entry in the per-client limits, released when the connection ends.
+    var limitKey: ClientLimits.Key?
     private(set) var state = State.handshake
     var listIndex = -1
 
@@ -40,9 +50,15 @@ final class Connection: StreamEndpointOwner, ListMember {
     /// When the handshake or a response times out (0 = never).
     var deadline: Int64
 
+    /// The backend query this connection waits for (`BackendQueries`), to cancel if it ends first.
+    var pendingQuery: UInt64?
     /// The peer being connected, and what the upgrade needs once it is.
     var connector: PeerConnector?
     var peerAddress = PeerAddress.echo
+    /// When connecting the peer began (µs), for the metrics' histogram; 0 for echo.
+    var peerConnectStarted: Int64 = 0
+    /// The route asks for a PROXY v2 header to the peer (`proxy-protocol = v2`).
+    var sendsProxyHeader = false
     var framer: PeerFramer?
     /// The route's text mode (`PeerChoice.lineEnd`), for the bridge.
     var lineEnd: [UInt8]?
@@ -53,10 +69,11 @@ final class Connection: StreamEndpointOwner, ListMember {
     var securingPeer: StreamEndpoint?
     private(set) var bridge: Bridge?
 
-    init(server: Server, client: StreamEndpoint, clientAddress: String) {
+    init(server: Server, client: StreamEndpoint, clientAddress: String, client4or6: ProxiedAddress?) {
         self.server = server
         self.client = client
         self.clientAddress = clientAddress
+        self.client4or6 = client4or6
         self.handshakeParser = HandshakeParser(maxHeaderBytes: server.limits.maxHeaderBytes, maxHeaderCount: server.limits.maxHeaders)
         self.record = ConnectionRecord(startedAt: server.now)
         self.deadline = server.now + server.limits.handshakeTimeoutMilliseconds
@@ -86,7 +103,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     }
 
     func endpointSecured(_ endpoint: StreamEndpoint) {
-        if endpoint === securingPeer { peerSecured(endpoint) }
+        if endpoint === securingPeer { return peerSecured(endpoint) }
+        if endpoint === client { server.metrics.tlsHandshakes += 1 }
     }
 
     func endpointClosed(_ endpoint: StreamEndpoint, error: IOFailure?) {
@@ -96,6 +114,7 @@ final class Connection: StreamEndpointOwner, ListMember {
             return
         }
         if case .tls(let why) = error {
+            if why.hasPrefix("handshake failed") { server.metrics.tlsFailures += 1 }
             Log.info("\(clientAddress): TLS \(why)")
             endReported = true
         } else if let error {
@@ -136,7 +155,7 @@ final class Connection: StreamEndpointOwner, ListMember {
         switch state {
         case .handshake, .responding:
             destroy()
-        case .connectingPeer:
+        case .queryingBackend, .connectingPeer:
             refuse(.init(.serviceUnavailable, "server shutting down"))
         case .open:
             bridge?.initiateClose(.goingAway, reason: "server shutting down")
@@ -151,13 +170,19 @@ final class Connection: StreamEndpointOwner, ListMember {
         state = .closed
         // After a kept-alive response, a connection closing before its next request has nothing to log.
         if requestsServed == 0 || record.status != 0 { writeAccessLog() }
+        server.metrics.connectionEnded(record)
         if requestsServed == 0 && !requestStarted && record.status == 0 && !endReported {
             // Connected and never asked for anything: counted, and logged at info only in the
             // sweep's summary. It keeps its access-log line ("-" 0).
             Log.debug("\(clientAddress): closed without a request\(timedOutIdle ? " (handshake timeout)" : "")")
             server.quietClosures.add()
+            server.metrics.withoutRequest += 1
         }
         if client.owner === self { client.close() }
+        if let limitKey { server.clientLimits.connectionEnded(limitKey) }
+        limitKey = nil
+        if let pendingQuery { server.queries.cancel(pendingQuery) }
+        pendingQuery = nil
         connector?.cancel()
         connector = nil
         securingPeer?.close()
@@ -189,5 +214,28 @@ final class Connection: StreamEndpointOwner, ListMember {
 
     func setState(_ new: State) {
         state = new
+    }
+
+    /// A trusted load balancer's PROXY header arrived (or did not, on a connection of its own).
+    func proxyHeaderRead(_ result: ProxyProtocolParse) {
+        switch result {
+        case .invalid(let why):
+            refuse(.init(.badRequest, "malformed PROXY protocol header: \(why)"))
+        case .header(let header, _):
+            guard let source = header.source else { return }  // LOCAL, UNKNOWN: the balancer's own check
+            Log.trace("\(clientAddress): PROXY v\(header.version) for \(source)")
+            clientAddress = source.description
+            client4or6 = source
+            proxiedDestination = header.destination
+            if !server.admitClient(self) { refuseTooMany() }
+        case .absent, .incomplete:
+            break
+        }
+    }
+
+    /// 429 for an address over `max-connections-per-client`.
+    func refuseTooMany() {
+        refuse(.init(.tooManyRequests, "too many connections from this address (max-connections-per-client = \(server.clientLimits.maxConnections))"),
+               logged: server.clientLimits.shouldLog(ClientLimits.Key(client4or6?.ip)!, now: server.now))
     }
 }

@@ -11,6 +11,8 @@ public struct Limits: Sendable {
     public var handshakeTimeoutMilliseconds: Int64 = 10_000
     /// How long connecting to a peer (resolution included) may take before the client gets 502.
     public var connectTimeoutMilliseconds: Int64 = 10_000
+    /// How long a plugin backend's query may take before the client gets 504.
+    public var backendTimeoutMilliseconds: Int64 = 5_000
     /// Cap on bytes read from a peer that the framing function has not framed yet (→ 1009).
     public var peerBufferBytes = 1 << 20
     /// Process-wide budget for bytes buffered for message assembly and queues (`buffer-memory`).
@@ -37,6 +39,7 @@ public struct Limits: Sendable {
         pingIntervalMilliseconds = Self.milliseconds(config.pingInterval)
         handshakeTimeoutMilliseconds = Self.milliseconds(config.handshakeTimeout)
         connectTimeoutMilliseconds = Self.milliseconds(config.connectTimeout)
+        backendTimeoutMilliseconds = Self.milliseconds(config.backendTimeout)
         peerBufferBytes = Int(clamping: config.peerBuffer)
         bufferMemoryBytes = config.bufferMemory == 0 ? Self.automaticBufferMemory() : Int(clamping: config.bufferMemory)
         maxConnections = config.maxConnections

@@ -5,7 +5,8 @@ import Glibc
 /// periodic sweep and the graceful shutdown.
 public final class Server {
     let reactor: Reactor
-    private(set) var backend: Backend
+    /// The backend, asked off the loop when its queries may block.
+    private(set) var queries: BackendQueries
     private(set) var limits: Limits
     /// Allowed `Origin` values (lower-case); empty admits any.
     private(set) var origins: [String]
@@ -13,6 +14,14 @@ public final class Server {
     private(set) var web: StaticFiles?
     let accessLog: AccessLog?
     private(set) var trustedProxies: [String]
+    /// Load balancers whose connections may begin with a PROXY header (`proxy-protocol-from`).
+    private var proxySources: AddressRangeList
+    /// `max-connections-per-client`, `upgrade-rate`.
+    let clientLimits: ClientLimits
+    let metrics = Metrics()
+    /// `/metrics`, `/healthz`, `/readyz` (`admin-listen`), and the requests it is answering.
+    private var adminListener: Listener?
+    private var admins = MemberList<AdminConnection>()
     private var configuration: Configuration
     private let pluginDirectory: String
     /// Reads the configuration again (SIGHUP).
@@ -50,6 +59,9 @@ public final class Server {
         self.reloadSource = reloadSource
         origins = configuration.origins
         trustedProxies = configuration.trustedProxies
+        proxySources = Self.ranges(configuration.proxyProtocolSources)
+        clientLimits = ClientLimits(maxConnections: configuration.maxConnectionsPerClient,
+                                    rate: configuration.upgradeRate, burst: configuration.upgradeBurst)
         do {
             reactor = try Reactor()
             resolver = try Resolver(reactor: reactor)
@@ -59,7 +71,14 @@ public final class Server {
         tls = try TLSContext(configuration.tls)
         accessLog = try configuration.accessLog.map { path throws(ConfigError) in try AccessLog(path: path) }
         web = try configuration.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
-        backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
+        do {
+            queries = try BackendQueries(backend: BackendFactory.make(configuration, pluginDirectory: pluginDirectory), reactor: reactor)
+            queries.observeLatency = { [metrics] in metrics.backendQuery.observe(microseconds: $0) }
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            throw ConfigError("start-up", "\(error)")
+        }
         limits = Limits(configuration)
         compression = CompressionPool(settings: configuration.deflate)
         let listener = try Listener(host: configuration.listen, port: configuration.port, unixMode: configuration.unixMode,
@@ -71,8 +90,21 @@ public final class Server {
         budget = MemoryBudget(limit: limits.bufferMemoryBytes) { [unowned self] in
             self.connections.members.compactMap { $0.bridge }.filter { $0.heldBytes > 0 }
         }
+        if let admin = configuration.adminListen {
+            guard configuration.workers == 1 else {
+                throw ConfigError("admin-listen", "needs workers = 1 (each worker would count only its own clients); run one instance per core behind the balancer instead")
+            }
+            let (host, port) = Self.hostAndPort(admin)
+            adminListener = try Listener(host: host, port: port, unixMode: 0o600) { [unowned self] fd, _ in
+                self.adminAccepted(fd)
+            }
+        }
         do {
             try listener.start(reactor)
+            if let adminListener {
+                try adminListener.start(reactor)
+                Log.info("admin listener (/metrics, /healthz, /readyz) on \(adminListener.boundDescription)")
+            }
             signals = try SignalSource(signals: [SIGINT, SIGTERM, SIGHUP, SIGUSR1], reactor: reactor) { [unowned self] signo in
                 self.signalReceived(signo)
             }
@@ -99,8 +131,10 @@ public final class Server {
         }
         for connection in connections.snapshot { connection.destroy() }
         for endpoint in finishing.snapshot { endpoint.close() }
-        backend.shutdown()
+        _ = queries.stop()
         listener?.stop(reactor)
+        for admin in admins.snapshot { admin.expire() }
+        adminListener?.stop(reactor)
         Log.info("stopped")
     }
 
@@ -119,16 +153,23 @@ public final class Server {
         if fresh.listen != configuration.listen || fresh.port != configuration.port {
             Log.warning("listen and port changes take effect after a restart")
         }
-        // One backend at a time: a plugin reloaded from the same file shares its globals.
-        backend.shutdown()
+        // One backend at a time: a plugin reloaded from the same file shares its globals. This
+        // waits for the query the old one is running; those it had not started go to the new one.
+        let unanswered = queries.stop()
+        defer {
+            queries.observeLatency = { [metrics] in metrics.backendQuery.observe(microseconds: $0) }
+            for query in unanswered { queries.carryOver(query) }
+        }
         do {
-            backend = try BackendFactory.make(fresh, pluginDirectory: pluginDirectory)
+            queries = try BackendQueries(backend: BackendFactory.make(fresh, pluginDirectory: pluginDirectory), reactor: reactor)
         } catch {
             Log.error("configuration reload failed, keeping the running one: \(error)")
             do {
-                backend = try BackendFactory.make(configuration, pluginDirectory: pluginDirectory)
+                queries = try BackendQueries(backend: BackendFactory.make(configuration, pluginDirectory: pluginDirectory), reactor: reactor)
             } catch {
                 Log.error("the previous backend could not be restored either: \(error)")
+                // Nothing to route with: an unconfigured default backend refuses every upgrade (404).
+                queries = try! BackendQueries(backend: DefaultPeerBackend(), reactor: reactor)
             }
             return
         }
@@ -143,12 +184,17 @@ public final class Server {
         budget.limit = limits.bufferMemoryBytes
         origins = fresh.origins
         trustedProxies = fresh.trustedProxies
+        proxySources = Self.ranges(fresh.proxyProtocolSources)
+        clientLimits.maxConnections = fresh.maxConnectionsPerClient
+        clientLimits.rate = fresh.upgradeRate
+        clientLimits.burst = fresh.upgradeBurst
         configuration = fresh
         Log.info("configuration reloaded")
     }
 
     private func accepted(_ fd: Int32, _ address: sockaddr_storage) {
         var address = address
+        metrics.accepted += 1
         if connections.count >= limits.maxConnections {
             refuseAtOnce(fd, .init(.serviceUnavailable, "too many connections (max-connections = \(limits.maxConnections))"))
             return
@@ -169,17 +215,84 @@ public final class Server {
             close(fd)
             return
         }
-        let connection = Connection(server: self, client: client, clientAddress: SocketOptions.describe(&address))
+        let numeric = ProxyProtocol.address(of: address)
+        let connection = Connection(server: self, client: client, clientAddress: SocketOptions.describe(&address), client4or6: numeric)
         connections.append(connection)
         peakConnections = max(peakConnections, connections.count)
         Log.trace("\(connection.clientAddress): accepted")
+        if let numeric, !proxySources.isEmpty, proxySources.contains(numeric.ip) {
+            // The balancer's header names the client; the limits apply to that address.
+            client.readProxyHeader { [unowned connection] in connection.proxyHeaderRead($0) }
+        } else if !admitClient(connection) {
+            return connection.refuseTooMany()
+        }
         // The request has usually arrived with the connection (TCP_DEFER_ACCEPT waits for it):
         // read it now instead of on the next turn of the loop.
         client.handleEvent(EpollEvents.readable)
     }
 
+    // MARK: Admin listener
+
+    /// New clients are welcome (`/readyz`): until a graceful stop begins.
+    var isReady: Bool { shutdownDeadline == nil }
+
+    private func adminAccepted(_ fd: Int32) {
+        do {
+            let admin = try AdminConnection(server: self, fd: fd)
+            admins.append(admin)
+            admin.endpoint.handleEvent(EpollEvents.readable)
+        } catch {
+            Log.error("\(error)")
+            close(fd)
+        }
+    }
+
+    func adminConnectionEnded(_ admin: AdminConnection) {
+        admins.remove(admin)
+    }
+
+    /// `/metrics`: the counters, with gauges read from the connections now.
+    func metricsText() -> String {
+        var now = Metrics.Snapshot()
+        now.connections = connections.count
+        now.finishing = finishing.count
+        now.ready = isReady
+        now.budgetBytes = budget.used
+        now.trackedClients = clientLimits.trackedAddresses
+        for connection in connections.members {
+            now.queuedBytes += connection.client.queuedBytes
+            guard let bridge = connection.bridge else { continue }
+            now.webSockets += 1
+            now.queuedBytes += bridge.peerQueuedBytes
+            now.openTraffic.add(connection.record)
+        }
+        return metrics.render(now)
+    }
+
+    /// "127.0.0.1:9090" → ("127.0.0.1", "9090"); "[::1]:9090" → ("::1", "9090").
+    static func hostAndPort(_ text: String) -> (String, String) {
+        let colon = text.lastIndex(of: ":")!
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, String(text[text.index(after: colon)...]))
+    }
+
+    /// Counts the connection against its address's `max-connections-per-client`; false when over.
+    func admitClient(_ connection: Connection) -> Bool {
+        guard clientLimits.maxConnections > 0, let key = ClientLimits.Key(connection.client4or6?.ip) else { return true }
+        guard clientLimits.admitConnection(key, now: now) else { return false }
+        connection.limitKey = key
+        return true
+    }
+
+    /// Configuration strings checked at parse time (`proxy-protocol-from`).
+    private static func ranges(_ texts: [String]) -> AddressRangeList {
+        AddressRangeList(texts.compactMap { AddressRange.parse($0) })
+    }
+
     /// Answers a client the server will not take and closes it without creating a connection.
     private func refuseAtOnce(_ fd: Int32, _ rejection: HandshakeRejection) {
+        metrics.refused(rejection.status.rawValue)
         let response = HandshakeResponse.reject(rejection)
         _ = response.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
@@ -214,6 +327,8 @@ public final class Server {
             endpoint.close()
         }
         returnFreedMemory()
+        clientLimits.sweep(now: now)
+        for admin in admins.snapshot where now >= admin.deadline { admin.expire() }
         if let summary = quietClosures.summary(now: now) { Log.info(summary) }
     }
 

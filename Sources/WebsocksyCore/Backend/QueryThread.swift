@@ -1,0 +1,135 @@
+import CLinux
+import Glibc
+
+/// The thread a plugin backend's `query` runs on, so that a backend waiting on a database stalls
+/// nothing but the upgrades it is answering. Calls are serialised — API-1 plugins assume a single
+/// caller — and answers go back to the loop through a queue and an eventfd (`BackendQueries`).
+///
+/// Only `queue`, `answers` and `stopping` are shared, under `mutex`; the backend itself is used by
+/// this thread alone until `stop` has joined it.
+final class QueryThread: @unchecked Sendable {
+    struct Query {
+        let id: UInt64
+        let request: HandshakeRequest
+    }
+
+    private let backend: Backend
+    private let eventFD: Int32
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+    private var queue: [Query] = []
+    private var answers: [(id: UInt64, answer: BackendAnswer, microseconds: Int)] = []
+    private var stopping = false
+    private var thread: pthread_t?
+
+    init(backend: Backend, eventFD: Int32) {
+        self.backend = backend
+        self.eventFD = eventFD
+        mutex = .allocate(capacity: 1)
+        condition = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func submit(_ query: Query) {
+        pthread_mutex_lock(mutex)
+        queue.append(query)
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+        // Started with the first query: after any fork into workers, and never for a process
+        // (--check-config, a replaced backend) that asks nothing.
+        if thread == nil { start() }
+    }
+
+    /// Drops a query that has not started; one already running finishes and its answer is ignored.
+    func cancel(_ id: UInt64) {
+        pthread_mutex_lock(mutex)
+        if let index = queue.firstIndex(where: { $0.id == id }) { queue.remove(at: index) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// The answers so far, with how long each query took.
+    func takeAnswers() -> [(id: UInt64, answer: BackendAnswer, microseconds: Int)] {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard !answers.isEmpty else { return [] }
+        let taken = answers
+        answers.removeAll()
+        return taken
+    }
+
+    /// Ends the thread once the query it is running (if any) returns — this waits for it — and
+    /// hands back the queries that had not started.
+    func stop() -> [Query] {
+        pthread_mutex_lock(mutex)
+        stopping = true
+        let unstarted = queue
+        queue.removeAll()
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+        return unstarted
+    }
+
+    private func start() {
+        // Every signal blocked in this thread (inherited at creation): the loop takes its signals
+        // through a signalfd, which only works while no thread accepts them.
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var created = pthread_t()
+        let rc = pthread_create(&created, nil, { context in
+            Unmanaged<QueryThread>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<QueryThread>.fromOpaque(context).release()
+            // Without a thread the queries run where they are asked: slower, still correct.
+            Log.error("cannot start the backend query thread (\(String(cString: strerror(rc)))); querying on the loop")
+            runQueuedInline()
+            return
+        }
+        thread = created
+    }
+
+    private func run() {
+        while let query = next() {
+            let started = MonotonicClock.nowMicroseconds()
+            let answer = backend.query(query.request)
+            let took = Int(MonotonicClock.nowMicroseconds() - started)
+            pthread_mutex_lock(mutex)
+            answers.append((query.id, answer, took))
+            pthread_mutex_unlock(mutex)
+            var one: UInt64 = 1
+            _ = write(eventFD, &one, 8)
+        }
+    }
+
+    /// The next query to run; nil once stopping.
+    private func next() -> Query? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while queue.isEmpty && !stopping { pthread_cond_wait(condition, mutex) }
+        return stopping ? nil : queue.removeFirst()
+    }
+
+    private func runQueuedInline() {
+        pthread_mutex_lock(mutex)
+        let all = queue
+        queue.removeAll()
+        pthread_mutex_unlock(mutex)
+        for query in all { answers.append((query.id, backend.query(query.request), 0)) }
+        var one: UInt64 = 1
+        _ = write(eventFD, &one, 8)
+    }
+}
