@@ -31,6 +31,16 @@ $(PLUGINDIR)/%.so: Plugins-C/%.c $(HEADER)
 	@mkdir -p $(PLUGINDIR)
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
 
+# Backends share the template and route line code in Plugins-C/common/ (outside the wildcard);
+# LIBS_<name> is what a backend links besides libc.
+ROUTE_SRC := Plugins-C/common/route.c
+ROUTE_DEPS := $(ROUTE_SRC) Plugins-C/common/route.h
+LIBS_backend_redis := -lhiredis
+
+$(PLUGINDIR)/backend_%.so: Plugins-C/backend_%.c $(HEADER) $(ROUTE_DEPS)
+	@mkdir -p $(PLUGINDIR)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $< $(ROUTE_SRC) $(LIBS_backend_$*)
+
 $(TESTPLUGINDIR)/%.so: Tests/plugins/%.c $(HEADER)
 	@mkdir -p $(TESTPLUGINDIR)
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
@@ -38,6 +48,10 @@ $(TESTPLUGINDIR)/%.so: Tests/plugins/%.c $(HEADER)
 $(TESTPLUGINDIR)/%.so: Plugins-C/%.c $(HEADER)
 	@mkdir -p $(TESTPLUGINDIR)
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $<
+
+$(TESTPLUGINDIR)/backend_%.so: Plugins-C/backend_%.c $(HEADER) $(ROUTE_DEPS)
+	@mkdir -p $(TESTPLUGINDIR)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $< $(ROUTE_SRC) $(LIBS_backend_$*)
 
 # The public header must stand alone in C99 and C11 (and C++) without warnings.
 header-check:
