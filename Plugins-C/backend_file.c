@@ -77,7 +77,7 @@ static int file_name_value(char* out, const char* value, size_t length) {
 
 ws_peer_info query(char* endpoint, size_t protocols, char** protocol, size_t headers, ws_http_header* header, websocket* ws) {
 	ws_peer_info peer = { .transport = peer_transport_detect, .protocol = protocols };
-	route_request request = { .endpoint = endpoint, .headers = headers, .header = header };
+	route_request request = { .endpoint = endpoint, .headers = headers, .header = header, .ws = ws };
 	char path[MAX_PATH_LENGTH];
 	char* line = NULL;
 	size_t capacity = 0;

@@ -182,6 +182,7 @@ static int valid_template(const char* template) {
 		const char* name = p + 1;
 		size_t length = (size_t)(close - name);
 		int known = (length == 8 && !strncmp(name, "endpoint", 8))
+		            || (length == 6 && !strncmp(name, "client", 6))
 		            || (length > 7 && !strncmp(name, "cookie:", 7))
 		            || (length > 7 && !strncmp(name, "header:", 7))
 		            || (length > 6 && !strncmp(name, "query:", 6));
@@ -423,7 +424,7 @@ static ws_peer_info unavailable(ws_peer_info peer, websocket* ws) {
 
 ws_peer_info query(char* endpoint, size_t protocols, char** protocol, size_t headers, ws_http_header* header, websocket* ws) {
 	ws_peer_info peer = { .transport = peer_transport_detect, .protocol = protocols };
-	route_request request = { .endpoint = endpoint, .headers = headers, .header = header };
+	route_request request = { .endpoint = endpoint, .headers = headers, .header = header, .ws = ws };
 	char key[MAX_KEY_LENGTH + 1];
 	size_t prefix_length = strlen(config.prefix);
 	size_t templates = config.key_count ? config.key_count : 1;

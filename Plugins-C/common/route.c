@@ -128,6 +128,9 @@ int route_expand(const char* template, const route_request* request, int variabl
 		} else if (variable_length > 7 && !strncmp(variable, "cookie:", 7)) {
 			const char* cookies = header_value("Cookie", 6, request->headers, request->header);
 			value = cookies ? cookie_value(cookies, variable + 7, variable_length - 7, &value_length) : NULL;
+		} else if (variable_length == 6 && !strncmp(variable, "client", 6)) {
+			value = core_client_address ? core_client_address(request->ws) : NULL;
+			value_length = value ? strlen(value) : 0;
 		} else if (variable_length > 7 && !strncmp(variable, "header:", 7)) {
 			value = header_value(variable + 7, variable_length - 7, request->headers, request->header);
 			value_length = value ? strlen(value) : 0;

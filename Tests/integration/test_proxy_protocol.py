@@ -239,3 +239,26 @@ def test_upgrade_rate_with_burst_and_retry_after(gateway_factory):
     time.sleep(1.1)  # two tokens back
     c = RawClient(g.port)
     c.handshake()
+
+
+def test_backends_route_by_the_proxied_client_address(tmp_path):
+    """%client% in a backend_file expression is the address the PROXY header carries."""
+    from test_plugins import TEST_PLUGINS
+    from conftest import Gateway
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "203.0.113.7").write_text("echo:// *\n")
+    (routes / "2001:db8::7").write_text("echo:// *\n")
+    g = Gateway(["-l", "127.0.0.1", "-p", "0", "--plugins", TEST_PLUGINS, "--proxy-protocol-from", "127.0.0.1",
+                 "-b", "file", "-c", f"path={routes}", "-c", "expression=%client%"])
+    try:
+        for header in (v1("203.0.113.7"), v2("2001:db8::7", 1, "2001:db8::1")):
+            c = upgrade_after(g, header)
+            assert c.read_response()[0] == 101
+            echo_once(c)
+        c = upgrade_after(g, v1("203.0.113.8"))
+        assert c.read_response()[0] == 404  # no file for that client
+        c = upgrade_after(g, b"")
+        assert c.read_response()[0] == 404  # 127.0.0.1 itself has no file either
+    finally:
+        g.stop()

@@ -140,6 +140,10 @@ char* xstr_lower(char* in);
  * then names no peer (e.g. "503" while the backend's database is unreachable; 404 otherwise).
  * Returns 0 when applied, 1 for an unknown key or an invalid value (logged). */
 int core_peer_option(websocket* ws, const char* key, const char* value);
+/* An addition to API 1 (declare it weak, as above). From `query` only: the client's IP address as
+ * text ("203.0.113.7", "2001:db8::7"; the one a trusted load balancer's PROXY header carries), or
+ * NULL for a client on a Unix socket. Valid until `query` returns. */
+const char* core_client_address(websocket* ws);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+import Glibc
 import CWebsocksy
 
 /// A peer discovery backend: maps an upgrade request to the peer it is bridged to.
@@ -60,8 +61,18 @@ public struct PeerChoice {
     }
 }
 
-/// Per-connection options a plugin backend sets from `query` through `core_peer_option`.
+/// Per-connection options a plugin backend sets from `query` through `core_peer_option`, and what
+/// it may ask about the connection (`core_client_address`).
 final class PeerOptions {
+    /// The client's IP address as a C string, for `core_client_address`; freed with the options.
+    let clientIP: UnsafeMutablePointer<CChar>?
+
+    init(clientIP: String?) {
+        self.clientIP = clientIP.map { strdup($0) }
+    }
+
+    deinit { free(clientIP) }
+
     var compression: CompressionChoice?
     var record: RecordChoice?
     var sendsProxyHeader: Bool?

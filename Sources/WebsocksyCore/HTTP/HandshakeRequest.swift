@@ -8,6 +8,9 @@ public struct HandshakeRequest: Sendable {
     public var key: String
     /// Subprotocols offered in `Sec-WebSocket-Protocol`, in order, across all such headers.
     public var protocols: [String]
+    /// The client's IP address as text (the PROXY header's, when a trusted balancer sent one);
+    /// nil on a Unix-socket listener. Set by the connection, for backends (`core_client_address`).
+    public var clientIP: String?
 
     /// The first header with this name (case-insensitive).
     public func header(_ name: String) -> String? { headers.first(name) }

@@ -43,6 +43,13 @@ public func core_peer_option(_ ws: OpaquePointer?, _ key: UnsafePointer<CChar>?,
 }
 
 /// Lower-cases an ASCII string in place (websocksy exports this helper to its plugins).
+/// The client's IP address for a backend's `query` (an addition to API 1; see websocksy.h).
+@_cdecl("core_client_address")
+public func core_client_address(_ ws: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard let ws else { return nil }
+    return UnsafePointer(Unmanaged<PeerOptions>.fromOpaque(UnsafeRawPointer(ws)).takeUnretainedValue().clientIP)
+}
+
 @_cdecl("xstr_lower")
 public func xstr_lower(_ text: UnsafeMutablePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
     guard let text else { return nil }

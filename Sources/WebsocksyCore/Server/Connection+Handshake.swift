@@ -20,8 +20,9 @@ extension Connection {
             record.request = "\(request.method) \(request.target)"
             loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             servePlain(request)
-        case .complete(let request, let consumed):
+        case .complete(var request, let consumed):
             client.inbox.consume(consumed)
+            request.clientIP = client4or6.map { ForwardedClient.hostPart($0.description) }
             record.request = "GET \(request.target)"
             loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             if let rejection = checkOrigin(request) {
