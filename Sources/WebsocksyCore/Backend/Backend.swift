@@ -67,7 +67,7 @@ final class PeerOptions {
     /// The client's IP address as a C string, for `core_client_address`; freed with the options.
     let clientIP: UnsafeMutablePointer<CChar>?
 
-    init(clientIP: String?) {
+    init(clientIP: String? = nil) {
         self.clientIP = clientIP.map { strdup($0) }
     }
 

@@ -226,6 +226,8 @@ public enum CommandLineParser {
                             path (wsgw's model); MODE binary (default), text (a line end added
                             to client messages, peer lines without it) or auto (text with
                             ?encoding=text); LINE-END lf (default), crlf, cr or lfcr
+      proxy-protocol        v2: each stream peer first gets a PROXY protocol v2 header naming
+                            the client; off (default)
 
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, backend-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
