@@ -49,10 +49,12 @@ def echo_messages(c, n, size):
         assert got == payload
 
 
-@pytest.mark.parametrize("peer", ["echo", "tcp"])
+@pytest.mark.parametrize("peer", ["echo", "tcp", "tcp+admin"])
 def test_no_allocation_per_message(tmp_path, peer_factory, peer):
+    """tcp+admin: with the admin listener on, the metrics cost the message path nothing either."""
     host = "echo://" if peer == "echo" else peer_factory("tcp").url
-    g = start(tmp_path, "-c", f"host={host}", "-c", "framing=binary") if peer == "tcp" else start(tmp_path, "-c", f"host={host}")
+    admin = ["--admin-listen", "127.0.0.1:0"] if peer.endswith("+admin") else []
+    g = start(tmp_path, "-c", f"host={host}", "-c", "framing=binary", *admin) if peer != "echo" else start(tmp_path, "-c", f"host={host}")
     try:
         c = RawClient(g.port)
         c.handshake()
