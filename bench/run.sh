@@ -112,13 +112,23 @@ read -r R[idle_tcp,open] R[idle_tcp,bytes] <<<"$(idle $GW_PORT $((hard / 2 - 20)
 
 # Instructions per echoed 1 KiB message (callgrind counts them, unaffected by machine noise): two runs
 # of different length, so start-up cancels out in the difference.
-callgrind() {  # SECONDS -> "instructions messages"
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$GATEWAY" -l 127.0.0.1 -p $CG_PORT -k 0 \
+# With `admin`, the admin listener is on and scraped once a second: the metrics must not cost the
+# message path anything (the per-message figure stays the same).
+ADMIN_PORT=19308
+callgrind() {  # SECONDS [admin] -> "instructions messages"
+    local admin=()
+    [ "${2:-}" = admin ] && admin=(--admin-listen 127.0.0.1:$ADMIN_PORT)
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$GATEWAY" -l 127.0.0.1 -p $CG_PORT -k 0 "${admin[@]}" \
         -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/callgrind.log" &
     local vg=$!
     sleep 3
-    local msgs
+    local msgs scraper=""
+    if [ ${#admin[@]} -gt 0 ]; then
+        ( while :; do python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()" \
+              http://127.0.0.1:$ADMIN_PORT/metrics; sleep 1; done ) & scraper=$!
+    fi
     msgs=$("$OUT/wsload" -u ws://127.0.0.1:$CG_PORT/ -c 1 -s 1024 -d "$1" -q | field msgs)
+    [ -n "$scraper" ] && kill $scraper
     kill -TERM $vg; wait $vg || true
     echo "$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$OUT/callgrind.log") $msgs"
 }
@@ -126,8 +136,12 @@ if command -v valgrind >/dev/null; then
     read -r i1 m1 <<<"$(callgrind 2)"
     read -r i2 m2 <<<"$(callgrind 4)"
     R[instructions]=$(( (i2 - i1) / (m2 - m1) ))
+    read -r i1 m1 <<<"$(callgrind 2 admin)"
+    read -r i2 m2 <<<"$(callgrind 4 admin)"
+    R[instructions_admin]=$(( (i2 - i1) / (m2 - m1) ))
 else
     R[instructions]="(valgrind missing)"
+    R[instructions_admin]="(valgrind missing)"
 fi
 
 # JSON stream: deflatebench is the TCP peer (JSON lines of 100-300 bytes, written as fast as the
@@ -201,6 +215,7 @@ table=$(cat <<EOT
 | idle on echo://: connections open/probed, RSS bytes per connection | ${R[idle_echo,open]}, ${R[idle_echo,bytes]} |
 | idle bridged to TCP: connections open/probed, RSS bytes per connection | ${R[idle_tcp,open]}, ${R[idle_tcp,bytes]} |
 | instructions per echoed 1 KiB message (callgrind, TCP peer) | ${R[instructions]} |
+| the same with the admin listener on, /metrics scraped every second | ${R[instructions_admin]} |
 | json stream compressed, 1 conn, 155 B lines (deflatebench, \`--compression on\`): payload MB/s, ratio | ${R[json_z,MBps]}, ${R[json_z,ratio]}$(json_errors "${R[json_z,errors]}") |
 | json stream uncompressed, 1 conn, 155 B lines (\`--compression off\`): payload MB/s | ${R[json_u,MBps]}$(json_errors "${R[json_u,errors]}") |
 | instructions per compressed ~1 KiB JSON message (callgrind, level 6, window 11) | ${R[instructions_json]} |
