@@ -262,3 +262,28 @@ def test_backends_route_by_the_proxied_client_address(tmp_path):
         assert c.read_response()[0] == 404  # 127.0.0.1 itself has no file either
     finally:
         g.stop()
+
+
+@pytest.mark.parametrize("case", ["over-limit", "malformed-header"])
+def test_a_refused_client_on_a_tls_port_that_keeps_sending(gateway_factory, tmp_path_factory, case):
+    """Refused before its TLS handshake (429, a malformed PROXY header), a client sends on: the
+    gateway discards it without calling back into the connection it refused."""
+    certs = tlscerts.make(tmp_path_factory.mktemp("certs"))
+    g = gateway_factory("-c", "host=echo://", "--tls-cert", os.path.join(certs, "server.pem"),
+                        "--tls-key", os.path.join(certs, "server.key"), "--max-connections-per-client", "1",
+                        "--proxy-protocol-from", "127.0.0.1")
+    holder = upgrade_after(g, v1("203.0.113.7"))
+    assert holder.read_response()[0] == 101
+    for _ in range(3):
+        c = RawClient(g.port)
+        first = v1("203.0.113.7") if case == "over-limit" else b"PROXY TCP4 1.2.3.999 5.6.7.8 1 2\r\n"
+        c.send(first + b"\x16\x03\x01\x00\x05hello")
+        status, _ = c.read_response()
+        assert status == (429 if case == "over-limit" else 400)
+        try:
+            c.send(b"more bytes after the refusal")
+        except OSError:
+            pass
+        time.sleep(0.1)
+        assert g.proc.poll() is None, g.log()
+    echo_once(holder)

@@ -236,6 +236,15 @@ final class StreamEndpoint: Endpoint {
         if phase == .open && isReading { handleEvent(EpollEvents.deferred) }
     }
 
+    /// The owner let go: the closures that would call it (the TLS sniff, the PROXY header) go too,
+    /// and whatever arrives is read as any unowned endpoint reads it (discarded).
+    private func forgetPrefaceReaders() {
+        peeksFirstByte = false
+        firstBytePeeked = nil
+        proxyHeaderRead = nil
+        proxyPreface = []
+    }
+
     /// Asks for the first byte before any read; `peeked` decides between TLS and plain.
     func peekFirstByte(then peeked: @escaping (UInt8) -> Void) {
         peeksFirstByte = true
@@ -406,6 +415,7 @@ final class StreamEndpoint: Endpoint {
     /// endpoint finishes on its own, bounded by `close-timeout`.
     func finish(awaitingOtherSide: Bool = false) {
         owner = nil
+        forgetPrefaceReaders()
         switch phase {
         case .tlsHandshake:
             close()
@@ -442,6 +452,7 @@ final class StreamEndpoint: Endpoint {
     /// Closes at once and frees the buffers; the owner is not told (it asked, or has let go).
     override func close() {
         owner = nil
+        forgetPrefaceReaders()
         closeNow()
     }
 
