@@ -154,3 +154,43 @@ def test_a_shutdown_answers_waiting_clients_503(sleepy):
     status, _ = c.read_response()
     assert status == 503
     assert g.proc.wait(10) == 0
+
+
+def test_reload_does_not_stall_the_loop_behind_a_running_query(tmp_path):
+    """SIGHUP while a query runs: the old backend finishes it off the loop; echo clients are
+    served meanwhile, and the slow client still gets its 504 on time."""
+    cfg = tmp_path / "gw.cfg"
+    cfg.write_text(f"[core]\nbackend = sleepy\nplugins = {TEST_PLUGINS}\nbackend-timeout = 1\n"
+                   "[backend]\ndelay = 3000\ndelay-path = /slow\n")
+    g = Gateway([str(cfg), "-l", "127.0.0.1", "-p", "0"])
+    try:
+        fast, status = status_of(g.port, "/fast")
+        assert status == 101
+        slow = RawClient(g.port)
+        slow.send(request(path="/slow"))
+        time.sleep(0.2)
+        os.kill(g.proc.pid, signal.SIGHUP)
+        worst = 0
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            start = time.perf_counter()
+            echo_round_trip(fast, b"x")
+            worst = max(worst, time.perf_counter() - start)
+        assert worst < 0.2, f"an echo took {worst:.2f} s during the reload"
+        assert slow.read_response()[0] == 504
+        assert g.wait_for_log("configuration reloaded", timeout=5)
+        again, status = status_of(g.port, "/fast")
+        assert status == 101
+    finally:
+        g.stop()
+
+
+def test_sigterm_does_not_wait_for_a_running_query(sleepy):
+    g = sleepy("-b", "sleepy", "-c", "delay=30000", "--backend-timeout", "60", "--shutdown-timeout", "1")
+    c = RawClient(g.port)
+    c.send(request(path="/stuck"))
+    time.sleep(0.3)
+    g.proc.send_signal(signal.SIGTERM)
+    assert c.read_response()[0] == 503
+    assert g.proc.wait(5) == 0
+    assert g.wait_for_log("exiting without the backend's cleanup")

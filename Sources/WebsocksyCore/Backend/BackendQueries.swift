@@ -24,6 +24,11 @@ final class BackendQueries: EventHandler {
     nonisolated(unsafe) private static var nextID: UInt64 = 1
     /// Called with each answered query's duration (the metrics' histogram).
     var observeLatency: ((Int) -> Void)?
+    /// Set while this backend is being replaced (`retire`): called once its thread has ended,
+    /// with the queries it will not answer.
+    private var retired: (([Unanswered]) -> Void)?
+    /// Queries asked while retiring, for the next backend.
+    private var held: [Unanswered] = []
 
     init(backend: Backend, reactor: Reactor) throws(SystemError) {
         self.backend = backend
@@ -52,6 +57,10 @@ final class BackendQueries: EventHandler {
         }
         let id = Self.nextID
         Self.nextID += 1
+        if retired != nil {
+            held.append(.init(id: id, request: request, completion: completion))
+            return id
+        }
         waiting[id] = completion
         thread.submit(.init(id: id, request: request))
         return id
@@ -69,6 +78,7 @@ final class BackendQueries: EventHandler {
 
     /// The connection no longer wants the answer (it timed out or went away).
     func cancel(_ id: UInt64) {
+        held.removeAll { $0.id == id }
         guard waiting.removeValue(forKey: id) != nil else { return }
         thread?.cancel(id)
     }
@@ -77,6 +87,7 @@ final class BackendQueries: EventHandler {
         var counter: UInt64 = 0
         _ = read(eventFD, &counter, 8)
         deliverAnswers()
+        if retired != nil, thread?.hasEnded == true { finishRetiring() }
     }
 
     private func deliverAnswers() {
@@ -88,24 +99,49 @@ final class BackendQueries: EventHandler {
         }
     }
 
-    /// Stops asking this backend (a reload replaces it): waits for the query it is running, delivers
-    /// what was answered, shuts the backend down, and returns the queries still waiting so they can
-    /// go to the next backend.
-    func stop() -> [Unanswered] {
-        var unanswered: [Unanswered] = []
-        if let thread {
-            let unstarted = thread.stop()
-            deliverAnswers()
-            for query in unstarted {
-                if let completion = waiting.removeValue(forKey: query.id) {
-                    unanswered.append(.init(id: query.id, request: query.request, completion: completion))
-                }
+    /// Stops asking this backend (a reload replaces it) without waiting: the query running goes
+    /// on and is answered; once the thread has ended — the backend is then free, and a plugin
+    /// reloaded from the same file shares its globals — the backend is shut down and `then` gets
+    /// the queries not answered (those not started, those asked meanwhile) for the next backend.
+    func retire(then: @escaping ([Unanswered]) -> Void) {
+        guard let thread else {
+            backend.shutdown()
+            return then([])
+        }
+        retired = then
+        for query in thread.requestStop() {
+            if let completion = waiting.removeValue(forKey: query.id) {
+                held.append(.init(id: query.id, request: query.request, completion: completion))
             }
-            if let token { reactor.unregister(token) }
-            token = nil
-            close(eventFD)
+        }
+        if thread.hasEnded { finishRetiring() }
+    }
+
+    private func finishRetiring() {
+        thread?.join()
+        deliverAnswers()
+        if let token { reactor.unregister(token) }
+        token = nil
+        close(eventFD)
+        backend.shutdown()
+        let then = retired, unanswered = held
+        retired = nil
+        held = []
+        then?(unanswered)
+    }
+
+    /// The process is exiting: a backend that is free is shut down (its `cleanup` runs); one
+    /// whose query is still running is left to the exit — waiting would hold the exit hostage.
+    func stopAtExit() {
+        if let thread {
+            _ = thread.requestStop()
+            guard !thread.isBusy else {
+                return Log.info("a backend query is still running; exiting without the backend's cleanup")
+            }
+            // Idle: the thread ends at once.
+            while !thread.hasEnded { usleep(1000) }
+            thread.join()
         }
         backend.shutdown()
-        return unanswered
     }
 }

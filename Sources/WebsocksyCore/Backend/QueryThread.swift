@@ -20,6 +20,10 @@ final class QueryThread: @unchecked Sendable {
     private var queue: [Query] = []
     private var answers: [(id: UInt64, answer: BackendAnswer, microseconds: Int)] = []
     private var stopping = false
+    /// A query is running on the thread (guarded by `mutex`).
+    private var busy = false
+    /// The thread has returned (guarded by `mutex`): joining it does not wait.
+    private var exited = false
     private var thread: pthread_t?
 
     init(backend: Backend, eventFD: Int32) {
@@ -65,18 +69,37 @@ final class QueryThread: @unchecked Sendable {
         return taken
     }
 
-    /// Ends the thread once the query it is running (if any) returns — this waits for it — and
-    /// hands back the queries that had not started.
-    func stop() -> [Query] {
+    /// Asks the thread to end once the query it is running (if any) returns, without waiting for
+    /// it, and hands back the queries that had not started. The eventfd fires when it has ended.
+    func requestStop() -> [Query] {
         pthread_mutex_lock(mutex)
         stopping = true
         let unstarted = queue
         queue.removeAll()
+        if thread == nil { exited = true }
         pthread_cond_signal(condition)
         pthread_mutex_unlock(mutex)
+        return unstarted
+    }
+
+    /// After `requestStop`: the thread has ended (or never started), so the backend is free.
+    var hasEnded: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return exited
+    }
+
+    /// A query is running now (the backend is not free).
+    var isBusy: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return busy
+    }
+
+    /// Reaps the thread once `hasEnded` (it does not wait then).
+    func join() {
         if let thread { pthread_join(thread, nil) }
         thread = nil
-        return unstarted
     }
 
     private func start() {
@@ -109,18 +132,29 @@ final class QueryThread: @unchecked Sendable {
             let took = Int(MonotonicClock.nowMicroseconds() - started)
             pthread_mutex_lock(mutex)
             answers.append((query.id, answer, took))
+            busy = false
             pthread_mutex_unlock(mutex)
-            var one: UInt64 = 1
-            _ = write(eventFD, &one, 8)
+            wakeLoop()
         }
+        pthread_mutex_lock(mutex)
+        exited = true
+        pthread_mutex_unlock(mutex)
+        wakeLoop()
     }
 
-    /// The next query to run; nil once stopping.
+    private func wakeLoop() {
+        var one: UInt64 = 1
+        _ = write(eventFD, &one, 8)
+    }
+
+    /// The next query to run (marked busy); nil once stopping.
     private func next() -> Query? {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while queue.isEmpty && !stopping { pthread_cond_wait(condition, mutex) }
-        return stopping ? nil : queue.removeFirst()
+        guard !stopping else { return nil }
+        busy = true
+        return queue.removeFirst()
     }
 
     private func runQueuedInline() {
@@ -129,7 +163,6 @@ final class QueryThread: @unchecked Sendable {
         queue.removeAll()
         pthread_mutex_unlock(mutex)
         for query in all { answers.append((query.id, backend.query(query.request), 0)) }
-        var one: UInt64 = 1
-        _ = write(eventFD, &one, 8)
+        wakeLoop()
     }
 }

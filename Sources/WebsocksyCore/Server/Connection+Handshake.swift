@@ -12,7 +12,8 @@ extension Connection {
             return
         case .rejected(let rejection):
             if case .header = ProxyProtocol.parse(UnsafeRawBufferPointer(client.inbox.readable)) {
-                return refuse(.init(.badRequest, "PROXY protocol header from a source not in proxy-protocol-from"))
+                return refuse(.init(.badRequest, proxiedDestination != nil || fromBalancer
+                    ? "a second PROXY protocol header" : "PROXY protocol header from a source not in proxy-protocol-from"))
             }
             refuse(rejection)
         case .plain(let request, let consumed):

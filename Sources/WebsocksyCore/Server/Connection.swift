@@ -24,6 +24,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     /// The address the client reached, as a load balancer's PROXY header gave it (for the header
     /// the gateway sends its peer in turn).
     private(set) var proxiedDestination: ProxiedAddress?
+    /// The connection came from a `proxy-protocol-from` source.
+    private(set) var fromBalancer = false
     /// The counted entry in the per-client limits, released when the connection ends.
     var limitKey: ClientLimits.Key?
     private(set) var state = State.handshake
@@ -218,6 +220,7 @@ final class Connection: StreamEndpointOwner, ListMember {
 
     /// A trusted load balancer's PROXY header arrived (or did not, on a connection of its own).
     func proxyHeaderRead(_ result: ProxyProtocolParse) {
+        fromBalancer = true
         switch result {
         case .invalid(let why):
             refuse(.init(.badRequest, "malformed PROXY protocol header: \(why)"))

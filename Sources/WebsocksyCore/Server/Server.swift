@@ -46,7 +46,10 @@ public final class Server {
     /// Monotonic time of the current loop turn (ms).
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
     private var shutdownDeadline: Int64?
+    /// A reloaded configuration waiting for the running backend to finish its query (SIGHUP).
+    private var pendingReload: Configuration?
     private static let sweepIntervalMilliseconds: Int64 = 250
+    static let maxAdminConnections = 64
     /// Connections that closed without a request, summarized by the sweep at most once a minute.
     var quietClosures = QuietClosures()
 
@@ -131,7 +134,7 @@ public final class Server {
         }
         for connection in connections.snapshot { connection.destroy() }
         for endpoint in finishing.snapshot { endpoint.close() }
-        _ = queries.stop()
+        queries.stopAtExit()
         listener?.stop(reactor)
         for admin in admins.snapshot { admin.expire() }
         adminListener?.stop(reactor)
@@ -153,13 +156,24 @@ public final class Server {
         if fresh.listen != configuration.listen || fresh.port != configuration.port {
             Log.warning("listen and port changes take effect after a restart")
         }
-        // One backend at a time: a plugin reloaded from the same file shares its globals. This
-        // waits for the query the old one is running; those it had not started go to the new one.
-        let unanswered = queries.stop()
-        defer {
-            queries.observeLatency = { [metrics] in metrics.backendQuery.observe(microseconds: $0) }
-            for query in unanswered { queries.carryOver(query) }
+        // One backend at a time: a plugin reloaded from the same file shares its globals. The old
+        // one finishes the query it is running — the loop goes on meanwhile, new queries wait —
+        // and then the configuration is applied. A SIGHUP in between only updates what is applied.
+        let retiring = pendingReload != nil
+        pendingReload = fresh
+        guard !retiring else { return }
+        queries.retire { [unowned self] unanswered in
+            let fresh = self.pendingReload!
+            self.pendingReload = nil
+            self.apply(fresh)
+            self.queries.observeLatency = { [metrics] in metrics.backendQuery.observe(microseconds: $0) }
+            for query in unanswered { self.queries.carryOver(query) }
         }
+    }
+
+    /// A reloaded configuration, once the previous backend has let go. A backend that fails to
+    /// start changes nothing: the previous configuration's is started again.
+    private func apply(_ fresh: Configuration) {
         do {
             queries = try BackendQueries(backend: BackendFactory.make(fresh, pluginDirectory: pluginDirectory), reactor: reactor)
         } catch {
@@ -237,6 +251,11 @@ public final class Server {
     var isReady: Bool { shutdownDeadline == nil }
 
     private func adminAccepted(_ fd: Int32) {
+        // A scraper and a balancer's checks need a handful; more is someone holding descriptors.
+        guard admins.count < Self.maxAdminConnections else {
+            close(fd)
+            return
+        }
         do {
             let admin = try AdminConnection(server: self, fd: fd)
             admins.append(admin)
