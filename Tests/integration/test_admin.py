@@ -141,3 +141,41 @@ def test_admin_listen_is_checked_at_start(tmp_path):
     from test_lifecycle import run_binary
     result = run_binary("-c", "host=echo://", "--admin-listen", "9090")
     assert result.returncode != 0 and "admin-listen must be HOST:PORT" in result.stderr
+    for extra in (["--check-config"], []):
+        result = run_binary("-c", "host=echo://", "-w", "2", "-p", "0", "--admin-listen", "127.0.0.1:0", *extra)
+        assert result.returncode == 2 and "admin-listen: needs workers = 1" in result.stderr, result.stderr
+
+
+def test_drain_delay_keeps_serving_while_readyz_says_503(admin_gateway):
+    g, port = admin_gateway("--drain-delay", "1", "--shutdown-timeout", "2")
+    old = RawClient(g.port)
+    old.handshake()
+    g.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    assert get(port, "/readyz")[0] == 503
+    started = time.monotonic()
+    late = RawClient(g.port)
+    late.handshake()  # still accepted and upgraded while draining
+    late.send(frame(1, b"still here"))
+    assert late.recv_frame() == (True, 1, b"still here")
+    _, opcode, payload = old.recv_frame()  # then the stop: Close 1001
+    assert opcode == 8 and payload[:2] == close_body(1001)
+    assert time.monotonic() - started > 0.6
+    old.send(frame(8, close_body(1001)))
+    _, opcode, _ = late.recv_frame()
+    assert opcode == 8
+    late.send(frame(8, close_body(1001)))
+    assert g.proc.wait(5) == 0
+
+
+def test_a_request_in_flight_at_sigterm_gets_503(gateway_factory):
+    g = gateway_factory("-c", "host=echo://")
+    c = RawClient(g.port)
+    whole = request()
+    c.send(whole[:30])
+    time.sleep(0.2)
+    g.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    c.send(whole[30:])
+    assert c.read_response()[0] == 503
+    assert g.proc.wait(5) == 0

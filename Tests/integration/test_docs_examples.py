@@ -407,19 +407,20 @@ def test_production_proxy_trusts_forwarded_for_from_the_proxy(tmp_path, start, p
     assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[2] == "fwd=203.0.113.7"
 
 
-def test_proxy_protocol_is_not_understood(start, peer_factory):
-    """The guide says: do not enable send-proxy. A PROXY header is a malformed request line."""
+def test_the_proxy_header_names_the_client(start, tmp_path):
+    """production-proxy.cfg takes PROXY headers from 127.0.0.1: the access log shows the client."""
     g = start("production-proxy.cfg", "-c", "host=echo://")
     with socket.create_connection(("127.0.0.1", g.port), timeout=5) as s:
         s.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 8001\r\nGET / HTTP/1.1\r\nHost: x\r\n"
                   b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://app.example.com\r\n\r\n")
-        assert s.recv(100).startswith(b"HTTP/1.1 400 ")
+        assert s.recv(100).startswith(b"HTTP/1.1 101 ")
+    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[1] == "203.0.113.7:40000"
 
 
 def test_haproxy_tcp_mode_in_front(tmp_path, certs, start, peer_factory):
     if not shutil.which("haproxy"):
-        pytest.skip("haproxy is not installed")
+        pytest.fail("haproxy is needed for this test (.ci/run installs it)")
     peer = peer_factory("tcp", "echo")
     g = start("production-proxy.cfg", "-c", f"host={peer.url}")
     front = free_port()
@@ -447,12 +448,13 @@ def test_haproxy_tcp_mode_in_front(tmp_path, certs, start, peer_factory):
                                           origin="https://app.example.com") as ws:
                 await ws.send("through haproxy\n")
                 assert await ws.recv() == "through haproxy\n"
-        run(go())
+                return ws.local_address[1]
+        client_port = run(go())
     finally:
         proxy.terminate()
         proxy.wait(10)
-    # TCP mode adds no header: the access log names the proxy.
-    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[1].startswith("127.0.0.1:")
+    # The PROXY header names the client: the access log shows its own port, not HAProxy's.
+    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[1] == f"127.0.0.1:{client_port}"
 
 
 def test_a_plugin_framing_drops_a_partial_record_at_close(gateway_factory, peer_factory):

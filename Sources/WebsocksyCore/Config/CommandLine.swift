@@ -46,7 +46,7 @@ public enum CommandLineParser {
             case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
             case "-w", "--workers": try config.setCore("workers", value(for: arg), at: origin)
             case "--web", "--access-log", "--trusted-proxy", "--record", "--record-max", "--proxy-protocol-from",
-                 "--admin-listen", "--max-connections-per-client", "--upgrade-rate", "--upgrade-burst":
+                 "--admin-listen", "--drain-delay", "--max-connections-per-client", "--upgrade-rate", "--upgrade-burst":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
@@ -190,6 +190,9 @@ public enum CommandLineParser {
           --admin-listen HOST:PORT
                             serve /metrics (Prometheus), /healthz and /readyz (503 once a
                             graceful stop begins) there (default: off)
+          --drain-delay SECONDS
+                            after SIGTERM, keep serving this long with /readyz answering 503,
+                            so balancers take the gateway out first; then stop (default 0)
           --max-connections-per-client N
                             open connections one client address may hold; beyond, 429
                             (default 0 = no limit)
@@ -232,7 +235,7 @@ public enum CommandLineParser {
     Configuration file keys ([core]): port, listen, ping, max-message, handshake-timeout,
     connect-timeout, backend-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
     max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
-    workers, web, access-log, trusted-proxy, proxy-protocol-from, admin-listen,
+    workers, web, access-log, trusted-proxy, proxy-protocol-from, admin-listen, drain-delay,
     max-connections-per-client, upgrade-rate, upgrade-burst, record, record-max, tls-cert, tls-key, tls-only,
     tls-priority, tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
     server-max-window-bits, client-max-window-bits, server-no-context-takeover,

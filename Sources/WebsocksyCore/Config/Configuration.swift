@@ -50,6 +50,8 @@ public struct Configuration: Sendable {
     public var maxHeaders = defaultMaxHeaders
     /// Seconds without a data message either way before a connection is closed; 0 = never.
     public var idleTimeout = 0
+    /// Seconds between SIGTERM and the graceful stop, while /readyz says 503 and clients are still served.
+    public var drainDelay = 0
     /// Seconds a graceful shutdown waits for connections to finish.
     public var shutdownTimeout = defaultShutdownTimeout
     /// Allowed `Origin` values; empty = any. "null" admits pages from file:// (which send "Origin: null").
@@ -185,6 +187,7 @@ public struct Configuration: Sendable {
                 throw ConfigError(origin.description, "admin-listen must be HOST:PORT (e.g. 127.0.0.1:9090, [::1]:9090), not '\(value)'")
             }
             adminListen = value
+        case "drain-delay": drainDelay = try seconds(key, value, origin, minimum: 0)
         case "max-connections-per-client": maxConnectionsPerClient = try count(key, value, origin, minimum: 0, maximum: 10_000_000)
         case "upgrade-rate": upgradeRate = try count(key, value, origin, minimum: 0, maximum: 1_000_000)
         case "upgrade-burst": upgradeBurst = try count(key, value, origin, minimum: 1, maximum: 1_000_000)
@@ -223,6 +226,13 @@ public struct Configuration: Sendable {
     /// `origin` and `trusted-proxy`: each value adds to the list, except that the first flag for the
     /// key after a file starts the list afresh.
     static let listKeys: Set<String> = ["origin", "trusted-proxy", "proxy-protocol-from"]
+
+    /// `admin-listen` with several workers: each would count only its own clients, and they cannot
+    /// share the admin port. Refused before forking (and by --check-config).
+    func checkAdminListenWorkers() throws(ConfigError) {
+        guard adminListen != nil, workers != 1 else { return }
+        throw ConfigError("admin-listen", "needs workers = 1 (each worker would count only its own clients); run one gateway per core behind the balancer instead")
+    }
 
     /// Whether a flag setting a list key is about to replace values the file gave.
     private func flagReplacesFileList(_ key: String, _ origin: SettingOrigin) -> Bool {

@@ -11,6 +11,7 @@ public enum ConfigurationCheck {
     public static func run(_ configuration: Configuration) throws(ConfigError) {
         do throws(ConfigError) {
             try checkListenAddress(configuration)
+            try configuration.checkAdminListenWorkers()
             try checkUser(configuration.user)
             let plugins = PluginDirectory.resolve(configured: configuration.pluginDirectory)
             _ = try FramingPlugins.loadAll(from: plugins)

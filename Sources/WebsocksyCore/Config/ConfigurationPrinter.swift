@@ -14,7 +14,7 @@ extension Configuration {
         "port", "listen", "ping", "max-message", "handshake-timeout", "connect-timeout", "backend-timeout", "peer-buffer",
         "buffer-memory", "plugins", "max-connections", "max-header-bytes", "max-headers", "idle-timeout",
         "shutdown-timeout", "origin", "user", "unix-mode", "workers", "web", "access-log", "trusted-proxy",
-        "proxy-protocol-from", "admin-listen", "max-connections-per-client", "upgrade-rate", "upgrade-burst",
+        "proxy-protocol-from", "admin-listen", "drain-delay", "max-connections-per-client", "upgrade-rate", "upgrade-burst",
         "record", "record-max",
         "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "peer-tls-ca",
         "peer-tls-verify", "compression", "compression-level", "server-max-window-bits", "client-max-window-bits",
@@ -52,6 +52,7 @@ extension Configuration {
         case "trusted-proxy": return trustedProxies
         case "proxy-protocol-from": return proxyProtocolSources
         case "admin-listen": return adminListen.map { [$0] } ?? []
+        case "drain-delay": return [String(drainDelay)]
         case "max-connections-per-client": return [String(maxConnectionsPerClient)]
         case "upgrade-rate": return [String(upgradeRate)]
         case "upgrade-burst": return [String(upgradeBurst)]

@@ -16,6 +16,8 @@ extension Connection {
                     ? "a second PROXY protocol header" : "PROXY protocol header from a source not in proxy-protocol-from"))
             }
             refuse(rejection)
+        case .plain where server.isStopping, .complete where server.isStopping:
+            refuse(.init(.serviceUnavailable, "server shutting down"))
         case .plain(let request, let consumed):
             client.inbox.consume(consumed)
             record.request = "\(request.method) \(request.target)"

@@ -155,6 +155,13 @@ final class Connection: StreamEndpointOwner, ListMember {
     /// open ones get Close 1001 and a chance to answer.
     func shutdown() {
         switch state {
+        case .handshake where requestStarted || fromBalancer:
+            // A request on its way (or a balancer's connection, its header read): answered 503 once
+            // it is in, within the shutdown timeout, rather than cut off without a word.
+            if deadline == 0 || deadline > server.now + server.limits.shutdownTimeoutMilliseconds {
+                deadline = server.now + server.limits.shutdownTimeoutMilliseconds
+            }
+            processHandshake()
         case .handshake, .responding:
             destroy()
         case .queryingBackend, .connectingPeer:

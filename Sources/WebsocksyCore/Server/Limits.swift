@@ -24,6 +24,8 @@ public struct Limits: Sendable {
     public var pingIntervalMilliseconds: Int64 = 30_000
     /// How long a graceful shutdown waits for clients to finish their close handshakes.
     public var shutdownTimeoutMilliseconds: Int64 = 5_000
+    /// After SIGTERM, how long the gateway stays up answering /readyz with 503 before it stops.
+    public var drainDelayMilliseconds: Int64 = 0
     /// Smallest free space offered to one read from a socket.
     public var readChunk = 65536
     /// Outbox size above which reading the other side pauses, and below which it resumes.
@@ -47,6 +49,7 @@ public struct Limits: Sendable {
         maxHeaders = config.maxHeaders
         idleTimeoutMilliseconds = Self.milliseconds(config.idleTimeout)
         shutdownTimeoutMilliseconds = Self.milliseconds(config.shutdownTimeout)
+        drainDelayMilliseconds = Self.milliseconds(config.drainDelay)
     }
 
     /// Seconds as milliseconds, held to the range the parser admits: `now + timeout` can then never

@@ -46,6 +46,9 @@ public final class Server {
     /// Monotonic time of the current loop turn (ms).
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
     private var shutdownDeadline: Int64?
+    /// SIGTERM with `drain-delay`: not ready, still serving, until then.
+    private var drainUntil: Int64?
+    private var drainSignal: Int32 = SIGTERM
     /// A reloaded configuration waiting for the running backend to finish its query (SIGHUP).
     private var pendingReload: Configuration?
     private static let sweepIntervalMilliseconds: Int64 = 250
@@ -94,9 +97,6 @@ public final class Server {
             self.connections.members.compactMap { $0.bridge }.filter { $0.heldBytes > 0 }
         }
         if let admin = configuration.adminListen {
-            guard configuration.workers == 1 else {
-                throw ConfigError("admin-listen", "needs workers = 1 (each worker would count only its own clients); run one instance per core behind the balancer instead")
-            }
             let (host, port) = Self.hostAndPort(admin)
             adminListener = try Listener(host: host, port: port, unixMode: 0o600) { [unowned self] fd, _ in
                 self.adminAccepted(fd)
@@ -128,6 +128,7 @@ public final class Server {
                 sweep()
                 nextSweep = now + Self.sweepIntervalMilliseconds
             }
+            if let until = drainUntil, now >= until { stop(drainSignal) }
             if let deadline = shutdownDeadline, (connections.isEmpty && finishing.isEmpty) || now >= deadline {
                 break
             }
@@ -248,7 +249,10 @@ public final class Server {
     // MARK: Admin listener
 
     /// New clients are welcome (`/readyz`): until a graceful stop begins.
-    var isReady: Bool { shutdownDeadline == nil }
+    var isReady: Bool { shutdownDeadline == nil && drainUntil == nil }
+
+    /// A graceful stop has begun: requests still arriving get 503.
+    var isStopping: Bool { shutdownDeadline != nil }
 
     private func adminAccepted(_ fd: Int32) {
         // A scraper and a balancer's checks need a handful; more is someone holding descriptors.
@@ -369,11 +373,21 @@ public final class Server {
             accessLog?.reopen()
             return
         }
-        if shutdownDeadline != nil {
+        if shutdownDeadline != nil || drainUntil != nil {
             Log.info("second signal: exiting now")
             for connection in connections.snapshot { connection.destroy() }
             exit(0)
         }
+        guard limits.drainDelayMilliseconds > 0 else { return stop(signo) }
+        // /readyz turns 503 now; the gateway goes on serving until balancers have seen it.
+        Log.info("signal \(signo): draining for \(limits.drainDelayMilliseconds / 1000) s, then stopping")
+        drainUntil = now + limits.drainDelayMilliseconds
+        drainSignal = signo
+    }
+
+    /// The graceful stop: no new connections; WebSockets get Close 1001; upgrades in progress get 503.
+    private func stop(_ signo: Int32) {
+        drainUntil = nil
         Log.info("signal \(signo): closing \(connections.count) connection(s) and stopping")
         shutdownDeadline = now + limits.shutdownTimeoutMilliseconds
         listener?.stop(reactor)

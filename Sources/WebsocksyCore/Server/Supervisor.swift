@@ -14,6 +14,7 @@ public enum Supervisor {
     /// Runs the workers; returns only in a worker, which then starts its server. The supervisor exits.
     public static func forkWorkers(_ configuration: inout Configuration) throws(ConfigError) {
         guard configuration.workers != 1 else { return }
+        try configuration.checkAdminListenWorkers()
         let count = configuration.workers == 0 ? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) : configuration.workers
         let listeners: [Int32]
         let address: String
