@@ -26,6 +26,7 @@ fi
 PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306; FLOOR_PORT=19307
 # JSON stream rows: each gateway has its own peer port, where deflatebench listens during a run.
 DZ_PORT=19308; DZ_PEER=19309; DU_PORT=19310; DU_PEER=19311; CGZ_PORT=19312; CGZ_PEER=19313
+NGINX_PORT=19314; ADMIN_PORT=19315
 JSON=(-c framing=newline -c framing-config=lf)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -38,14 +39,74 @@ $LOAD "$OUT/echopeer" -t tcp -a 127.0.0.1:$PEER_PORT -q & pids+=($!)
 $RELAY socat TCP-LISTEN:$SOCAT_PORT,fork,reuseaddr,backlog=1024 TCP:127.0.0.1:$PEER_PORT 2>"$OUT/socat.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $GW_PORT -k 0 --max-connections 20000 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $TLS_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary \
-    --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" 2>"$OUT/gateway-tls.log" & pids+=($!)
+    --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" 2>"$OUT/gateway-tls.log" & tls_pid=$!; pids+=($tls_pid)
 $RELAY "$OUT/upgradefloor" -p $FLOOR_PORT -P $PEER_PORT & floor_pid=$!; pids+=($floor_pid)
 "$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $DZ_PORT -k 0 --compression on -c host=tcp://127.0.0.1:$DZ_PEER "${JSON[@]}" \
     2>"$OUT/gateway-deflate.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $DU_PORT -k 0 --compression off -c host=tcp://127.0.0.1:$DU_PEER "${JSON[@]}" \
     2>"$OUT/gateway-json.log" & pids+=($!)
+
+# nginx terminating TLS in front of the plain gateway ($GW_PORT), the usual alternative to the gateway's
+# own TLS: one worker on the relay's core (with the gateway behind it), the TLS instance's certificate and
+# key, TLS 1.3 only with the group and cipher that instance negotiates with wssbench (P-256, AES-256-GCM),
+# no session tickets (the gateway sends none; wssbench resumes nothing either way). Not root: prefix,
+# pid, logs and temp paths are in $OUT/nginx; without root nginx ignores `user` and keeps ours.
+# An upgraded connection is relayed through one proxy_buffer_size buffer each way, by default one page:
+# 4 KiB reads and TLS records halve nginx's stream figure, so it gets 16 KiB, a full TLS record
+# (NGINX_BUFFER= leaves nginx's default).
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+NGINX_BUFFER=${NGINX_BUFFER-16k}
+NGX_DIR=$PWD/$OUT/nginx
+NGINX_VERSION=missing
+if [ -x "$NGINX" ]; then
+    NGINX_STATE=""
+    NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*version: //' || true)
+    rm -rf "$NGX_DIR" && mkdir -p "$NGX_DIR"
+    cat >"$NGX_DIR/nginx.conf" <<EOF
+worker_processes 1;
+pid $NGX_DIR/nginx.pid;
+error_log $NGX_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NGX_DIR/client_body;
+    proxy_temp_path $NGX_DIR/proxy;
+    fastcgi_temp_path $NGX_DIR/fastcgi;
+    uwsgi_temp_path $NGX_DIR/uwsgi;
+    scgi_temp_path $NGX_DIR/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT ssl;
+        ssl_certificate $PWD/$OUT/cert.pem;
+        ssl_certificate_key $PWD/$OUT/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_ecdh_curve prime256v1;
+        ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        ssl_conf_command NumTickets 0;
+        location / {
+            proxy_pass http://127.0.0.1:$GW_PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host \$host;
+            proxy_buffering off;
+            proxy_request_buffering off;
+$([ -z "$NGINX_BUFFER" ] || echo "            proxy_buffer_size $NGINX_BUFFER; proxy_buffers 4 $NGINX_BUFFER;")
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+    $RELAY "$NGINX" -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -e "$NGX_DIR/error.log" -g 'daemon off;' \
+        2>>"$NGX_DIR/error.log" & nginx_pid=$!; pids+=($nginx_pid)
+else
+    NGINX_STATE="(nginx missing)"
+fi
 sleep 0.5
+if [ -z "$NGINX_STATE" ] && ! kill -0 "$nginx_pid" 2>/dev/null; then NGINX_STATE="(nginx failed: $OUT/nginx/error.log)"; fi
 
 # field NAME from a RESULT line
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
@@ -114,7 +175,6 @@ read -r R[idle_tcp,open] R[idle_tcp,bytes] <<<"$(idle $GW_PORT $((hard / 2 - 20)
 # of different length, so start-up cancels out in the difference.
 # With `admin`, the admin listener is on and scraped once a second: the metrics must not cost the
 # message path anything (the per-message figure stays the same).
-ADMIN_PORT=19308
 callgrind() {  # SECONDS [admin] -> "instructions messages"
     local admin=()
     [ "${2:-}" = admin ] && admin=(--admin-listen 127.0.0.1:$ADMIN_PORT)
@@ -180,18 +240,56 @@ else
     R[instructions_json]="(valgrind missing)"
 fi
 
-# wss: the same client (wssbench) over plain TCP and over TLS to one TLS-enabled gateway.
-wss() {
-    local fieldname=$1; shift
+# wss: the same client (wssbench) over plain TCP and over TLS to one TLS-enabled gateway, and over TLS
+# to nginx in front of the plain gateway; all three reach the same peer.
+wss() {  # FIELD PORT ARGS...
+    local fieldname=$1 port=$2; shift 2
     local values=()
-    for _ in $(seq "$RUNS"); do values+=("$($LOAD "$OUT/wssbench" -d "$DURATION" -a 127.0.0.1:$TLS_PORT "$@" | field "$fieldname")"); done
+    for _ in $(seq "$RUNS"); do
+        values+=("$($LOAD "$OUT/wssbench" -d "$DURATION" -a 127.0.0.1:$port "$@" | tee -a "$OUT/wssbench.log" | field "$fieldname")")
+    done
     printf '%s\n' "${values[@]}" | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p"
 }
-R[wss_stream,plain]=$(wss MBps -M stream -s 65536 -p)
-R[wss_stream,tls]=$(wss MBps -M stream -s 65536)
-R[wss_handshake,plain]=$(wss upgrades_per_s -M handshake -c 10 -p)
-R[wss_handshake,tls]=$(wss upgrades_per_s -M handshake -c 10)
+wss_tests=("wss_stream:MBps:-M stream -s 65536" "wss_echo100:msgs_per_s:-M echo -c 100 -s 1024"
+           "wss_handshake:upgrades_per_s:-M handshake -c 10")
+for t in "${wss_tests[@]}"; do
+    IFS=: read -r name fieldname args <<<"$t"
+    R[$name,plain]=$(wss "$fieldname" $TLS_PORT $args -p)
+    R[$name,tls]=$(wss "$fieldname" $TLS_PORT $args)
+    if [ -z "$NGINX_STATE" ]; then R[$name,nginx]=$(wss "$fieldname" $NGINX_PORT $args); else R[$name,nginx]=$NGINX_STATE; fi
+done
+# CPU time on the relay's core per upgrade (user + system from /proc, one run): the TLS gateway's, or
+# nginx's (master and worker) and the plain gateway's behind it.
+wss_cpu() {  # "PIDS" PORT [-p] -> microseconds
+    local procs=$1 port=$2; shift 2
+    local before after upgrades
+    ticks() { for p in $procs; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done | awk '{ s += $1 } END { print s }'; }
+    before=$(ticks)
+    upgrades=$($LOAD "$OUT/wssbench" -d "$DURATION" -a 127.0.0.1:$port -M handshake -c 10 "$@" | tee -a "$OUT/wssbench.log" | field upgrades)
+    after=$(ticks)
+    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$upgrades" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'
+}
+R[wss_cpu,plain]=$(wss_cpu "$tls_pid" $TLS_PORT -p)
+R[wss_cpu,tls]=$(wss_cpu "$tls_pid" $TLS_PORT)
+if [ -z "$NGINX_STATE" ]; then
+    R[wss_cpu,nginx]=$(wss_cpu "$nginx_pid $(ps -o pid= --ppid "$nginx_pid") ${pids[2]}" $NGINX_PORT)
+else
+    R[wss_cpu,nginx]=$NGINX_STATE
+fi
 
+# the wss table: ws:// and the gateway's own TLS, then nginx's TLS in front of the plain gateway
+wss_row() {  # LABEL NAME
+    local p=${R[$2,plain]} t=${R[$2,tls]} n=${R[$2,nginx]}
+    echo "| $1 | $p | $t | $(ratio "$t" "$p") | $n | $(ratio "$t" "$n") |"
+}
+wss_table() {
+    echo "| wssbench, median of $RUNS × ${DURATION}s | ws:// | wss:// (TLS 1.3, P-256) | wss / ws | wss:// nginx → ws:// websocksy | wss: websocksy / nginx |"
+    echo "|---|---|---|---|---|---|"
+    wss_row "stream, 1 conn, 64 KiB: MB/s" wss_stream
+    wss_row "echo, 100 conns, 1 KiB: msgs/s" wss_echo100
+    wss_row "handshake, 10 conns: upgrades/s" wss_handshake
+    wss_row "handshake, 10 conns: CPU µs per upgrade on the relay's core (lower is better)" wss_cpu
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 table=$(cat <<EOT
@@ -220,10 +318,7 @@ table=$(cat <<EOT
 | json stream uncompressed, 1 conn, 155 B lines (\`--compression off\`): payload MB/s | ${R[json_u,MBps]}$(json_errors "${R[json_u,errors]}") |
 | instructions per compressed ~1 KiB JSON message (callgrind, level 6, window 11) | ${R[instructions_json]} |
 
-| wssbench, median of $RUNS × ${DURATION}s | ws:// | wss:// (TLS 1.3, P-256) | wss / ws |
-|---|---|---|---|
-| stream, 1 conn, 64 KiB: MB/s | ${R[wss_stream,plain]} | ${R[wss_stream,tls]} | $(ratio "${R[wss_stream,tls]}" "${R[wss_stream,plain]}") |
-| handshake, 10 conns: upgrades/s | ${R[wss_handshake,plain]} | ${R[wss_handshake,tls]} | $(ratio "${R[wss_handshake,tls]}" "${R[wss_handshake,plain]}") |
+$(wss_table)
 EOT
 )
 echo "$table"
@@ -237,6 +332,16 @@ echo "$table"
     echo "websocksy: \`websocksy -k 0 -c host=tcp://127.0.0.1:PEER -c framing=binary\`; for wss a second instance with"
     echo "\`--tls-cert\`, driven by \`bench/wssbench\` (GnuTLS client; it reads the 101 byte by byte, so its ws:// upgrade rate is"
     echo "below wsload's). The load generator does its half of the TLS work on the other core."
+    echo "nginx ($NGINX_VERSION): TLS in front of the plain websocksy instance, on the relay's core with it:"
+    echo "\`worker_processes 1\`; \`listen ssl\` with the TLS instance's certificate and key, \`ssl_protocols TLSv1.3\`,"
+    echo "\`ssl_ecdh_curve prime256v1\`, \`Ciphersuites TLS_AES_256_GCM_SHA384\` (what websocksy and wssbench negotiate),"
+    echo "session cache and tickets off (websocksy sends none); \`proxy_pass http://127.0.0.1:GW\`, \`proxy_http_version 1.1\`,"
+    echo "\`Upgrade \$http_upgrade\`, \`Connection upgrade\`, \`proxy_buffering off\`, \`proxy_request_buffering off\`, read/send"
+    echo "timeouts 3600 s, \`proxy_buffer_size ${NGINX_BUFFER:-(default, one page)}\` (an upgraded connection is relayed through"
+    echo "one such buffer each way; nginx's default 4 KiB halves its stream figure); everything else nginx's defaults. Full"
+    echo "config: \`$OUT/nginx/nginx.conf\`. CPU per upgrade: user + system time from /proc of the TLS gateway, or of nginx"
+    echo "(master and worker) plus the plain gateway, over one handshake run. wssbench echo: one epoll loop, each connection"
+    echo "sends a message, waits for all of it to come back (checked), sends the next."
     echo "upgradefloor: \`bench/upgradefloor.c\`, the least work per upgrade (accept, connect the peer, 101, Close, close),"
     echo "on the relay's core: the handshake ceiling of this layout."
     echo "json stream: \`bench/deflatebench.c\` is both the TCP peer (seeded JSON lines, 155 B on average, written as fast as"

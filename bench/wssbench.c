@@ -3,11 +3,17 @@
  *
  *   wssbench -M stream    -a HOST:PORT [-s BYTES] [-d SEC] [-p]   one connection, echoed MB/s
  *   wssbench -M handshake -a HOST:PORT [-c CONNS] [-d SEC] [-p]   upgrades/s (connect, TLS, 101, close)
+ *   wssbench -M echo      -a HOST:PORT [-c CONNS] [-s BYTES] [-d SEC] [-p]
+ *                          CONNS connections, each sends one message, waits for all of its payload to
+ *                          come back (checked byte for byte), sends the next: echoed msgs/s
  *
- * Certificates are not verified (it measures cost, not trust). Prints one RESULT line.
+ * Certificates are not verified (it measures cost, not trust). Every TLS handshake is a full one (no
+ * session is resumed). -v prints the first connection's TLS parameters on stderr. Prints one RESULT line.
  */
 #define _GNU_SOURCE
 #include <gnutls/gnutls.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +31,8 @@
 static const char* host = "127.0.0.1";
 static const char* port = "8001";
 static int plain = 0;
+static int verbose = 0;
+static atomic_int described;
 static double duration = 5;
 static size_t message = 65536;
 static gnutls_certificate_credentials_t credentials;
@@ -77,6 +86,11 @@ static int open_conn(conn* c) {
 		gnutls_transport_set_int(c->tls, c->fd);
 		do { rc = gnutls_handshake(c->tls); } while (rc < 0 && !gnutls_error_is_fatal(rc));
 		if (rc < 0) return -1;
+		if (verbose && !atomic_exchange(&described, 1)) {
+			char* desc = gnutls_session_get_desc(c->tls);
+			fprintf(stderr, "wssbench: %s%s\n", desc, gnutls_session_is_resumed(c->tls) ? " (resumed)" : "");
+			gnutls_free(desc);
+		}
 	}
 	const char* req = "GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 	                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -158,6 +172,164 @@ static void* stream_reader(void* unused) {
 	return NULL;
 }
 
+/* Echo mode: one epoll loop over all connections (non-blocking once upgraded). */
+typedef struct {
+	conn c;
+	uint8_t* frame;      /* the masked message being sent (all-zero mask: payload as is) */
+	size_t frame_size;
+	size_t sent;         /* bytes of frame written (plain); TLS: 0 or frame_size */
+	int send_pending;    /* TLS: a record send returned EAGAIN and must be repeated */
+	size_t echoed;       /* payload bytes of the current message received */
+	uint8_t header[10];
+	size_t header_have, header_need;
+	uint64_t frame_left;
+	int data_frame;      /* the frame being read carries payload (not a control frame) */
+	uint8_t seq;
+	int want_out;
+} echo_conn;
+
+static long echo_errors;
+
+static void echo_fail(echo_conn* e, const char* why) {
+	if (echo_errors++ < 5) fprintf(stderr, "wssbench: connection %d: %s\n", e->c.fd, why);
+}
+
+static void echo_fill(echo_conn* e) {
+	size_t header = e->frame_size - message;
+	memset(e->frame + header, (int)(uint8_t)(e->seq + e->c.fd), message);
+	e->sent = 0;
+	e->echoed = 0;
+}
+
+/* Writes what is left of the current frame; returns -1 on error, 0 when it must wait for EPOLLOUT. */
+static int echo_send(echo_conn* e) {
+	while (e->sent < e->frame_size) {
+		ssize_t w;
+		if (plain) {
+			w = send(e->c.fd, e->frame + e->sent, e->frame_size - e->sent, MSG_NOSIGNAL);
+			if (w < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		} else {
+			w = e->send_pending ? gnutls_record_send(e->c.tls, NULL, 0)
+			                    : gnutls_record_send(e->c.tls, e->frame + e->sent, e->frame_size - e->sent);
+			if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) { e->send_pending = 1; return 0; }
+			e->send_pending = 0;
+			if (w < 0) return -1;
+		}
+		e->sent += (size_t)w;
+	}
+	return 1;
+}
+
+/* Takes received bytes; returns the number of messages completed (0 or 1), -1 on a mismatch. */
+static int echo_take(echo_conn* e, const uint8_t* buf, size_t n) {
+	int done = 0;
+	size_t header = e->frame_size - message;
+	for (size_t i = 0; i < n;) {
+		if (e->frame_left > 0) {
+			size_t take = n - i < e->frame_left ? n - i : (size_t)e->frame_left;
+			if (e->data_frame) {
+				if (e->echoed + take > message || memcmp(buf + i, e->frame + header + e->echoed, take) != 0) return -1;
+				e->echoed += take;
+				if (e->echoed == message) done = 1;
+			}
+			e->frame_left -= take;
+			i += take;
+			continue;
+		}
+		e->header[e->header_have++] = buf[i++];
+		if (e->header_have == 2) {
+			uint8_t len = e->header[1] & 0x7F;
+			e->header_need = len == 126 ? 4 : len == 127 ? 10 : 2;
+		}
+		if (e->header_have == e->header_need) {
+			uint8_t len = e->header[1] & 0x7F;
+			if (len < 126) e->frame_left = len;
+			else if (len == 126) e->frame_left = (uint64_t)e->header[2] << 8 | e->header[3];
+			else { e->frame_left = 0; for (int k = 2; k < 10; k++) e->frame_left = e->frame_left << 8 | e->header[k]; }
+			uint8_t opcode = e->header[0] & 0x0F;
+			if (opcode == 8) return -1; /* Close from the server */
+			e->data_frame = opcode < 8;
+			e->header_have = 0;
+			e->header_need = 2;
+		}
+	}
+	return done;
+}
+
+static int echo_mode(int conns) {
+	echo_conn* all = calloc((size_t)conns, sizeof *all);
+	int ep = epoll_create1(0);
+	size_t frame_size = message + (message < 126 ? 6 : message < 65536 ? 8 : 14);
+	for (int i = 0; i < conns; i++) {
+		echo_conn* e = &all[i];
+		if (open_conn(&e->c) != 0) { fprintf(stderr, "wssbench: upgrade failed\n"); return 1; }
+		fcntl(e->c.fd, F_SETFL, fcntl(e->c.fd, F_GETFL) | O_NONBLOCK);
+		e->frame_size = frame_size;
+		e->frame = calloc(1, frame_size);
+		e->frame[0] = 0x82;
+		if (message < 126) e->frame[1] = 0x80 | (uint8_t)message;
+		else if (message < 65536) { e->frame[1] = 0x80 | 126; e->frame[2] = (uint8_t)(message >> 8); e->frame[3] = (uint8_t)message; }
+		else { e->frame[1] = 0x80 | 127; for (int k = 0; k < 8; k++) e->frame[2 + k] = (uint8_t)((uint64_t)message >> (56 - 8 * k)); }
+		e->header_need = 2;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = e };
+		epoll_ctl(ep, EPOLL_CTL_ADD, e->c.fd, &ev);
+	}
+	/* The window starts once every connection is open. */
+	long msgs = 0;
+	int open_conns = conns;
+	double start = now(), end = start + duration;
+	for (int i = 0; i < conns; i++) {
+		echo_fill(&all[i]);
+		if (echo_send(&all[i]) < 0) { echo_fail(&all[i], "send failed"); return 1; }
+	}
+	static uint8_t buf[1 << 16];
+	struct epoll_event events[256];
+	while (open_conns > 0) {
+		double left = end - now();
+		if (left <= 0) break;
+		int n = epoll_wait(ep, events, 256, (int)(left * 1000) + 1);
+		for (int k = 0; k < n; k++) {
+			echo_conn* e = events[k].data.ptr;
+			if (e->frame == NULL) continue;
+			int bad = 0;
+			if ((events[k].events & EPOLLOUT) && echo_send(e) < 0) bad = 1;
+			while (!bad && (events[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+				ssize_t r = conn_recv(&e->c, buf, sizeof buf);
+				if (plain ? r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) : r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) break;
+				if (r <= 0) { echo_fail(e, r == 0 ? "closed by the server" : "receive failed"); bad = 1; break; }
+				int done = echo_take(e, buf, (size_t)r);
+				if (done < 0) { echo_fail(e, "echo differs from what was sent, or a Close"); bad = 1; break; }
+				if (done) {
+					if (e->sent < e->frame_size) { echo_fail(e, "echo before the message was sent"); bad = 1; break; }
+					msgs++;
+					e->seq++;
+					echo_fill(e);
+					if (echo_send(e) < 0) { echo_fail(e, "send failed"); bad = 1; break; }
+				}
+				if (plain && (size_t)r < sizeof buf) break; /* drained; TLS may hold decrypted records */
+			}
+			if (bad) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, e->c.fd, NULL);
+				free(e->frame);
+				e->frame = NULL;
+				open_conns--;
+				continue;
+			}
+			int want_out = e->sent < e->frame_size;
+			if (want_out != e->want_out) {
+				struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = e };
+				epoll_ctl(ep, EPOLL_CTL_MOD, e->c.fd, &ev);
+				e->want_out = want_out;
+			}
+		}
+	}
+	double secs = now() - start;
+	printf("RESULT mode=echo tls=%d conns=%d size=%zu secs=%.3f msgs=%ld msgs_per_s=%.1f errors=%ld open_at_end=%d\n",
+	       !plain, conns, message, secs, msgs, msgs / secs, echo_errors, open_conns);
+	for (int i = 0; i < conns; i++) if (all[i].frame) close(all[i].c.fd);
+	return echo_errors ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
 	const char* mode = "stream";
 	int conns = 10;
@@ -175,9 +347,11 @@ int main(int argc, char** argv) {
 		else if (!strcmp(argv[i], "-d") && i + 1 < argc) duration = atof(argv[++i]);
 		else if (!strcmp(argv[i], "-c") && i + 1 < argc) conns = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "-p")) plain = 1;
-		else { fprintf(stderr, "usage: wssbench -M stream|handshake -a HOST:PORT [-s BYTES] [-c CONNS] [-d SEC] [-p]\n"); return 2; }
+		else if (!strcmp(argv[i], "-v")) verbose = 1;
+		else { fprintf(stderr, "usage: wssbench -M stream|handshake|echo -a HOST:PORT [-s BYTES] [-c CONNS] [-d SEC] [-p] [-v]\n"); return 2; }
 	}
 	gnutls_certificate_allocate_credentials(&credentials);
+	if (!strcmp(mode, "echo")) return echo_mode(conns);
 	double start = now();
 	if (!strcmp(mode, "handshake")) {
 		pthread_t threads[256];
