@@ -68,7 +68,7 @@ $(VENV)/.installed: Tests/integration/requirements.txt
 
 test: header-check unit-test integration-test fuzz-smoke test-asan
 
-# libFuzzer targets: the frame reader, the handshake parser, the configuration parsers.
+# libFuzzer targets: the frame reader, the handshake parser, the configuration parsers, the PROXY header parser.
 SECONDS ?= 60
 fuzz:
 	Tests/Fuzz/run.sh $(SECONDS)

@@ -184,7 +184,7 @@ callgrind() {  # SECONDS [admin] -> "instructions messages"
     sleep 3
     local msgs scraper=""
     if [ ${#admin[@]} -gt 0 ]; then
-        ( while :; do python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()" \
+        ( while :; do python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()" 2>/dev/null \
               http://127.0.0.1:$ADMIN_PORT/metrics; sleep 1; done ) & scraper=$!
     fi
     msgs=$("$OUT/wsload" -u ws://127.0.0.1:$CG_PORT/ -c 1 -s 1024 -d "$1" -q | field msgs)

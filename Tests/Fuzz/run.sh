@@ -8,7 +8,7 @@ SECONDS_EACH=${1:-60}
 F=.build-fuzz/debug
 swift build --scratch-path .build-fuzz -c debug --target WebsocksyCore \
     -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address 2>&1 | tail -1
-for target in frames handshake config; do
+for target in frames handshake config proxy; do
     source=Tests/Fuzz/Fuzz$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}.swift
     swiftc -sanitize=fuzzer,address -parse-as-library -g -I $F/Modules \
         -Xcc -fmodule-map-file=$F/CLinux.build/module.modulemap -Xcc -fmodule-map-file=$F/CWebsocksy.build/module.modulemap \

@@ -1,14 +1,14 @@
 import Glibc
 
 /// An address carried by a PROXY header.
-struct ProxiedAddress: Equatable, CustomStringConvertible {
+public struct ProxiedAddress: Equatable, CustomStringConvertible, Sendable {
     /// 4 or 16 bytes, network order.
-    var ip: [UInt8]
-    var port: UInt16
+    public var ip: [UInt8]
+    public var port: UInt16
 
     /// "203.0.113.7:51000" or "[2001:db8::1]:51000", IPv4-mapped IPv6 shown as IPv4: formatted by
     /// `SocketOptions.describe`, so a proxied client reads the same as a direct one in the logs.
-    var description: String {
+    public var description: String {
         var storage = sockaddr_storage()
         withUnsafeMutableBytes(of: &storage) { raw in
             if ip.count == 4 {
@@ -29,16 +29,16 @@ struct ProxiedAddress: Equatable, CustomStringConvertible {
     }
 }
 
-struct ProxyProtocolHeader: Equatable {
+public struct ProxyProtocolHeader: Equatable, Sendable {
     /// 1 (text) or 2 (binary).
-    var version: Int
+    public var version: Int
     /// nil for v1 "UNKNOWN", v2 LOCAL, or v2 families not carried (UNSPEC, AF_UNIX): the connection's
     /// own address stands.
-    var source: ProxiedAddress?
-    var destination: ProxiedAddress?
+    public var source: ProxiedAddress?
+    public var destination: ProxiedAddress?
 }
 
-enum ProxyProtocolParse: Equatable {
+public enum ProxyProtocolParse: Equatable, Sendable {
     /// More bytes are needed to decide, or to finish the header.
     case incomplete
     /// The bytes cannot be the start of a PROXY header (e.g. "GET /"): plain HTTP follows.
@@ -54,7 +54,7 @@ enum ProxyProtocolParse: Equatable {
 /// A load balancer in front of the gateway sends one header before the client's bytes, naming the
 /// client it accepted. `parse` is given everything received so far and says whether a header is
 /// there, still arriving, malformed or absent; the caller keeps the bytes after `consumed`.
-enum ProxyProtocol {
+public enum ProxyProtocol {
     /// Longest header accepted, in bytes. A v2 header is 16 bytes plus an address block of at most
     /// 216 (AF_UNIX) plus TLVs; the TLVs proxies send (ALPN, SNI authority up to 255 bytes, unique ID
     /// up to 128, SSL details, cloud endpoint IDs) stay well under 1 KiB. 4 KiB leaves room for them
@@ -75,7 +75,7 @@ enum ProxyProtocol {
 
     /// Looks at the start of a connection's bytes. `.absent` comes as soon as a prefix matches
     /// neither signature, so plain HTTP is never held back waiting for more bytes.
-    static func parse(_ bytes: UnsafeRawBufferPointer) -> ProxyProtocolParse {
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ProxyProtocolParse {
         if startsLike(bytes, v1Signature) {
             return bytes.count < v1Signature.count ? .incomplete : parseV1(bytes)
         }

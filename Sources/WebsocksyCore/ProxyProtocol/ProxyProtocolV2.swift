@@ -77,7 +77,7 @@ extension ProxyProtocol {
     /// A v2 PROXY header (command PROXY, STREAM) announcing `source` → `destination`, for a peer
     /// behind the gateway. Two IPv4 addresses go as INET; otherwise both go as INET6, an IPv4 one
     /// as IPv4-mapped, since the header has one family for both ends.
-    static func encodeV2(source: ProxiedAddress, destination: ProxiedAddress) -> [UInt8] {
+    public static func encodeV2(source: ProxiedAddress, destination: ProxiedAddress) -> [UInt8] {
         precondition([4, 16].contains(source.ip.count) && [4, 16].contains(destination.ip.count),
                      "a proxied address is 4 or 16 bytes")
         let inet = source.ip.count == 4 && destination.ip.count == 4
