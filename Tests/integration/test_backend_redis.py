@@ -554,3 +554,16 @@ def test_the_pages_example(redis, backend, peer_factory):
     reader = backend(f"server=unix:{redis.socket}", "user=websocksy", "password=long-password",
                      "prefix=websocksy:route:")
     assert run(first_message(reader.url + "/chat")) == (None, "from irc\r\n")
+
+
+def test_a_bad_route_option_is_logged_once_however_often_it_is_used(redis, backend):
+    """Whoever writes routes cannot flood the log: one warning per distinct problem per 10 s."""
+    redis.set(PREFIX + "typo", "echo://?compression=maybe *")
+    g = backend(*server_options(redis))
+    for _ in range(20):
+        c = RawClient(g.port)
+        c.handshake(path="/typo")
+        c.close()
+    assert g.wait_for_log("core_peer_option: compression must be")
+    time.sleep(0.2)
+    assert g.log().count("core_peer_option: compression must be") == 1

@@ -36,13 +36,32 @@ public func core_peer_option(_ ws: OpaquePointer?, _ key: UnsafePointer<CChar>?,
     let options = Unmanaged<PeerOptions>.fromOpaque(UnsafeRawPointer(ws)).takeUnretainedValue()
     let (k, v) = (String(cString: key), String(cString: value))
     if let problem = options.set(k, v) {
-        Log.warning("core_peer_option: \(problem)")
+        PeerOptionWarnings.report(problem)
         return 1
     }
     return 0
 }
 
-/// Lower-cases an ASCII string in place (websocksy exports this helper to its plugins).
+/// A bad route option comes with every query of that route — from a routes file or a Redis
+/// anyone may write to — so each distinct problem is logged once per 10 s. Called from the query
+/// thread (and, for the built-in backend, the loop): a mutex guards the table, which is emptied
+/// when it holds more than a few hundred problems (values an attacker varies).
+enum PeerOptionWarnings {
+    nonisolated(unsafe) private static var mutex = pthread_mutex_t()
+    nonisolated(unsafe) private static var lastLogged: [String: Int64] = [:]
+    static let intervalMilliseconds: Int64 = 10_000
+
+    static func report(_ problem: String) {
+        let now = MonotonicClock.nowMilliseconds()
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if let last = lastLogged[problem], now - last < intervalMilliseconds { return }
+        if lastLogged.count >= 256 { lastLogged.removeAll() }
+        lastLogged[problem] = now
+        Log.warning("core_peer_option: \(problem)")
+    }
+}
+
 /// The client's IP address for a backend's `query` (an addition to API 1; see websocksy.h).
 @_cdecl("core_client_address")
 public func core_client_address(_ ws: OpaquePointer?) -> UnsafePointer<CChar>? {
@@ -50,6 +69,7 @@ public func core_client_address(_ ws: OpaquePointer?) -> UnsafePointer<CChar>? {
     return UnsafePointer(Unmanaged<PeerOptions>.fromOpaque(UnsafeRawPointer(ws)).takeUnretainedValue().clientIP)
 }
 
+/// Lower-cases an ASCII string in place (websocksy exports this helper to its plugins).
 @_cdecl("xstr_lower")
 public func xstr_lower(_ text: UnsafeMutablePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
     guard let text else { return nil }
