@@ -179,3 +179,38 @@ def test_a_request_in_flight_at_sigterm_gets_503(gateway_factory):
     c.send(whole[30:])
     assert c.read_response()[0] == 503
     assert g.proc.wait(5) == 0
+
+
+def test_an_idle_kept_alive_connection_does_not_hold_the_stop(gateway_factory, tmp_path):
+    (tmp_path / "index.html").write_text("hi\n")
+    g = gateway_factory("-c", "host=echo://", "--web", str(tmp_path), "--shutdown-timeout", "8")
+    c = RawClient(g.port)
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _ = c.read_response()
+    assert status == 200
+    started = time.monotonic()
+    g.proc.send_signal(signal.SIGTERM)
+    assert g.proc.wait(5) == 0
+    assert time.monotonic() - started < 2
+
+
+def test_requests_queued_in_the_backlog_at_the_stop_are_answered(gateway_factory):
+    g = gateway_factory("-c", "host=echo://")
+    g.proc.send_signal(signal.SIGSTOP)  # the kernel queues what arrives meanwhile
+    try:
+        clients = [RawClient(g.port) for _ in range(5)]
+        for c in clients:
+            c.send(request())
+        g.proc.send_signal(signal.SIGTERM)
+    finally:
+        g.proc.send_signal(signal.SIGCONT)
+    # Whether the loop takes the queued connections or the signal first is epoll's order: either
+    # way each gets an answer — 503, or its 101 and then Close 1001 — never a reset.
+    for c in clients:
+        status, _ = c.read_response()
+        assert status in (101, 503)
+        if status == 101:
+            _, opcode, payload = c.recv_frame()
+            assert (opcode, payload[:2]) == (8, close_body(1001))
+            c.send(frame(8, close_body(1001)))
+    assert g.proc.wait(5) == 0

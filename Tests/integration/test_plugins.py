@@ -235,3 +235,28 @@ def test_file_backend_routes_by_cookie_and_header(routes):
 @pytest.mark.parametrize("path", ["/../secret", "/..", "/%2e%2e/secret", "/..%2fsecret", "/nothing", "/beta"])
 def test_file_backend_refuses_what_it_cannot_route(routes, path):
     assert refusal_status(routes.url + path, subprotocols=["unknown"] if path == "/beta" else None) == 404
+
+
+def test_a_backend_rejecting_an_option_is_cleaned_up(tmp_path):
+    """Loaded is initialised: a backend whose configure fails (at start-up or on a reload) gets its
+    cleanup before anything else is loaded in its place."""
+    import signal
+    import time
+    log = tmp_path / "backend.log"
+    cfg = tmp_path / "gw.cfg"
+    good = f"[core]\nplugins = {TEST_PLUGINS}\nbackend = abitest\n[backend]\nlog = {log}\npeer = echo://\n"
+    cfg.write_text(good)
+    g = Gateway([str(cfg), "-l", "127.0.0.1", "-p", "0"])
+    try:
+        cfg.write_text(good + "bogus = 1\n")
+        g.proc.send_signal(signal.SIGHUP)
+        assert g.wait_for_log("configuration reload failed, keeping the running one")
+        time.sleep(0.2)
+        lines = log.read_text().splitlines()
+        # The running one, its cleanup, the rejected one (log, peer, then bogus refused), its
+        # cleanup, and the running configuration loaded again.
+        assert lines == ["configure log", "configure peer", "cleanup -",
+                         "configure log", "configure peer", "cleanup -",
+                         "configure log", "configure peer"], lines
+    finally:
+        g.stop()

@@ -100,7 +100,8 @@ typedef struct websocket websocket;
 
 /*
  * Backend API. A backend `backend_NAME.so` exports:
- *   init      required  called once after loading; returns WEBSOCKSY_API_VERSION
+ *   init      required  called after loading; returns WEBSOCKSY_API_VERSION. It runs again on
+ *                       each reload (SIGHUP) in the same loaded file: reset every global there
  *   configure optional  called for every option in order; returns 0 on success
  *   query     required  called once per upgrade request to pick the peer
  *   cleanup   optional  called before the backend is unloaded or the core exits

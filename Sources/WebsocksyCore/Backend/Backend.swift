@@ -127,15 +127,21 @@ public enum BackendFactory {
         try RecordingSettings.install(config)
         for replaced in config.replacedBackends {
             let backend = try load(replaced.name, origin: replaced.origin, pluginDirectory: pluginDirectory)
+            defer { backend.shutdown() }
             try configure(backend, replaced.name, replaced.options)
-            backend.shutdown()
         }
         let backend = try load(config.backend, origin: config.backendOrigin, pluginDirectory: pluginDirectory)
-        try configure(backend, config.backend, config.backendOptions)
-        do throws(BackendError) {
-            try backend.validate()
+        do throws(ConfigError) {
+            try configure(backend, config.backend, config.backendOptions)
+            do throws(BackendError) {
+                try backend.validate()
+            } catch {
+                throw ConfigError("backend \(config.backend)", error.description)
+            }
         } catch {
-            throw ConfigError("backend \(config.backend)", error.description)
+            // Loaded is initialised: its cleanup runs before anything else is loaded in its place.
+            backend.shutdown()
+            throw error
         }
         return backend
     }

@@ -155,9 +155,9 @@ final class Connection: StreamEndpointOwner, ListMember {
     /// open ones get Close 1001 and a chance to answer.
     func shutdown() {
         switch state {
-        case .handshake where requestStarted || fromBalancer:
-            // A request on its way (or a balancer's connection, its header read): answered 503 once
-            // it is in, within the shutdown timeout, rather than cut off without a word.
+        case .handshake where client.inbox.count > 0:
+            // Part of a request is in: answered 503 once the rest is, within the shutdown timeout,
+            // rather than cut off without a word. (An idle kept-alive connection has nothing.)
             if deadline == 0 || deadline > server.now + server.limits.shutdownTimeoutMilliseconds {
                 deadline = server.now + server.limits.shutdownTimeoutMilliseconds
             }

@@ -125,8 +125,17 @@ final class Listener: EventHandler {
     }
 
     func handleEvent(_ events: UInt32) {
-        // Bounded per wake-up so a connection flood cannot starve established connections.
-        for _ in 0..<64 {
+        acceptAvailable(upTo: 64)
+    }
+
+    /// Before the socket closes at a graceful stop: everything the kernel has queued (its backlog).
+    func acceptQueued() {
+        acceptAvailable(upTo: 65536)
+    }
+
+    /// Bounded per wake-up so a connection flood cannot starve established connections.
+    private func acceptAvailable(upTo limit: Int) {
+        for _ in 0..<limit {
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let client = withUnsafeMutablePointer(to: &storage) {

@@ -151,7 +151,8 @@ public final class Server {
         do {
             fresh = try reloadSource()
         } catch {
-            Log.error("configuration reload failed, keeping the running one: \(error)")
+            let kept = pendingReload == nil ? "keeping the running one" : "the reload already waiting for the backend goes ahead"
+            Log.error("configuration reload failed, \(kept): \(error)")
             return
         }
         if fresh.listen != configuration.listen || fresh.port != configuration.port {
@@ -390,6 +391,9 @@ public final class Server {
         drainUntil = nil
         Log.info("signal \(signo): closing \(connections.count) connection(s) and stopping")
         shutdownDeadline = now + limits.shutdownTimeoutMilliseconds
+        // Connections the kernel has queued are taken first: one whose request is in gets 503
+        // (`processHandshake` while stopping) instead of a reset when the socket closes.
+        listener?.acceptQueued()
         listener?.stop(reactor)
         listener = nil
         for connection in connections.snapshot { connection.shutdown() }
