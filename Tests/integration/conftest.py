@@ -82,6 +82,18 @@ class Gateway:
         return self.proc.returncode
 
 
+def lines_of(path, count=1, timeout=5):
+    """The lines of a file (an access log) once it has at least `count`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            lines = open(path).read().splitlines()
+            if len(lines) >= count:
+                return lines
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} lines in {path}")
+
+
 def rss_kib(pid):
     """Resident memory of a process, in KiB."""
     with open(f"/proc/{pid}/status") as f:

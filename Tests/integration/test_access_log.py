@@ -7,18 +7,8 @@ import re
 import signal
 import time
 
+from conftest import lines_of
 from wsraw import RawClient, close_body, frame, request
-
-
-def lines_of(path, count, timeout=5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if os.path.exists(path):
-            lines = open(path).read().splitlines()
-            if len(lines) >= count:
-                return lines
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {count} lines in {path}")
 
 
 def test_one_line_per_connection(gateway_factory, tmp_path):

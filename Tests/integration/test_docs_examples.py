@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 import tlscerts
-from conftest import BINARY, ROOT, Gateway, free_port
+from conftest import BINARY, ROOT, Gateway, free_port, lines_of
 
 TEST_PLUGINS = os.environ.get("WEBSOCKSY_TEST_PLUGINS", os.path.join(ROOT, ".build", "test-plugins"))
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
@@ -90,17 +90,6 @@ async def until_closed(ws):
             messages.append(await asyncio.wait_for(ws.recv(), 10))
     except websockets.ConnectionClosed:
         return messages, ws.close_code
-
-
-def access_log_lines(path, count=1, timeout=5):
-    """The access log's lines, once it has at least `count`."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        lines = read(path).splitlines() if os.path.exists(path) else []
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} lines in {path}")
 
 
 # (a) every example passes --check-config; (c) every example is quoted in a guide
@@ -388,7 +377,7 @@ def test_production_tls(tmp_path, certs, start, peer_factory):
                                           open_timeout=5):
                 pass
     run(go())
-    lines = access_log_lines(str(tmp_path / "access.log"), count=3)
+    lines = lines_of(str(tmp_path / "access.log"), count=3)
     assert any(re.search(r'"GET /" 101 bytes=- proto=binary .* close=1000 by=client', line) for line in lines), lines
     assert any(re.search(r'"GET /" 403 ', line) for line in lines), lines
 
@@ -404,7 +393,7 @@ def test_production_proxy_trusts_forwarded_for_from_the_proxy(tmp_path, start, p
             await ws.send("hello\n")
             assert await ws.recv() == "hello\n"
     run(go())
-    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[2] == "fwd=203.0.113.7"
+    assert lines_of(str(tmp_path / "access.log"))[-1].split()[2] == "fwd=203.0.113.7"
 
 
 def test_the_proxy_header_names_the_client(start, tmp_path):
@@ -415,7 +404,7 @@ def test_the_proxy_header_names_the_client(start, tmp_path):
                   b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://app.example.com\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 101 ")
-    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[1] == "203.0.113.7:40000"
+    assert lines_of(str(tmp_path / "access.log"))[-1].split()[1] == "203.0.113.7:40000"
 
 
 def test_haproxy_tcp_mode_in_front(tmp_path, certs, start, peer_factory):
@@ -454,7 +443,7 @@ def test_haproxy_tcp_mode_in_front(tmp_path, certs, start, peer_factory):
         proxy.terminate()
         proxy.wait(10)
     # The PROXY header names the client: the access log shows its own port, not HAProxy's.
-    assert access_log_lines(str(tmp_path / "access.log"))[-1].split()[1] == f"127.0.0.1:{client_port}"
+    assert lines_of(str(tmp_path / "access.log"))[-1].split()[1] == f"127.0.0.1:{client_port}"
 
 
 def test_a_plugin_framing_drops_a_partial_record_at_close(gateway_factory, peer_factory):

@@ -18,8 +18,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from conftest import ROOT, Gateway, Peer, free_port
-from test_access_log import lines_of
+from conftest import ROOT, Gateway, Peer, free_port, lines_of
 from test_admin import get, scrape, value
 from test_backend_redis import RedisServer
 from wsraw import RawClient

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import tlscerts
-from test_access_log import lines_of
+from conftest import lines_of
 from wsraw import RawClient, frame, request
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, Gateway
+from conftest import ROOT, Gateway, lines_of
 from test_tls import certs, client_context, tls_gateway  # noqa: F401 (certs is a fixture)
 from wsraw import RawClient
 
@@ -36,16 +36,10 @@ def about_clients(g, levels="info|warning|error"):
 
 
 def access_lines(path, count, timeout=5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if os.path.exists(path):
-            lines = open(path).read().splitlines()
-            if len(lines) >= count:
-                time.sleep(0.2)  # and no more than that
-                return [ACCESS.match(line) or pytest.fail(f"not an access-log line: {line!r}")
-                        for line in open(path).read().splitlines()]
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {count} lines in {path}")
+    lines_of(path, count, timeout)
+    time.sleep(0.2)  # and no more than that
+    return [ACCESS.match(line) or pytest.fail(f"not an access-log line: {line!r}")
+            for line in open(path).read().splitlines()]
 
 
 def connect_and_close(port, count=1):
