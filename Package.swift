@@ -10,7 +10,7 @@ let package = Package(
     ],
     targets: [
         // Linux APIs Glibc does not export to Swift (epoll, signalfd, accept4 flags) plus tiny inline helpers.
-        .target(name: "CLinux"),
+        .target(name: "CLinux", linkerSettings: [.linkedLibrary("crypt")]),
         .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
         .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         // permessage-deflate (RFC 7692).

@@ -7,3 +7,8 @@ static inline unsigned int cgnutls_client_flags(void) { return GNUTLS_CLIENT | G
 static inline int cgnutls_e_again(void) { return GNUTLS_E_AGAIN; }
 static inline int cgnutls_e_interrupted(void) { return GNUTLS_E_INTERRUPTED; }
 static inline int cgnutls_e_premature_termination(void) { return GNUTLS_E_PREMATURE_TERMINATION; }
+
+/* Token signatures (Auth/): public keys, their signatures, HMAC. */
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+static inline void cgnutls_free(void *p) { gnutls_free(p); }

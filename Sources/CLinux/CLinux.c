@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
+#include <crypt.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -80,3 +81,24 @@ void clinux_resolve_free(struct clinux_resolve *request) {
 const char *clinux_gai_strerror(int code) { return gai_strerror(code); }
 
 int clinux_eai_inprogress(void) { return EAI_INPROGRESS; }
+
+int clinux_crypt_supported(const char *hash) {
+    return crypt_checksalt(hash) == CRYPT_SALT_OK;
+}
+
+int clinux_crypt_matches(const char *password, const char *hash) {
+    /* struct crypt_data is about 32 KiB: on the heap, not the worker thread's stack. */
+    struct crypt_data *data = calloc(1, sizeof *data);
+    if (data == NULL) return 0;
+    const char *out = crypt_r(password, hash, data);
+    int same = 0;
+    size_t n = strlen(hash);
+    if (out != NULL && out[0] != '*' && strlen(out) == n) {
+        unsigned char diff = 0;
+        for (size_t i = 0; i < n; i++) diff |= (unsigned char)out[i] ^ (unsigned char)hash[i];
+        same = diff == 0;
+    }
+    explicit_bzero(data, sizeof *data);
+    free(data);
+    return same;
+}

@@ -1,3 +1,4 @@
 #include <nettle/sha1.h>
 #include <nettle/base64.h>
 #include <nettle/version.h>
+#include <nettle/memops.h>

@@ -62,4 +62,11 @@ char *clinux_strptime(const char *text, const char *format, struct tm *parts);
 
 /* accept4 is a GNU extension that Swift's Glibc module does not show; defined in CLinux.c. */
 int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
+/* htpasswd checks through libcrypt (bcrypt, SHA-crypt, yescrypt), defined in CLinux.c.
+ * clinux_crypt_supported: 1 when libcrypt can check hashes written like `hash` (its method and
+ * salt parse). clinux_crypt_matches: 1 when `password` hashes to exactly `hash` (compared in
+ * constant time); slow by design (bcrypt), so never called on the event loop. */
+int clinux_crypt_supported(const char *hash);
+int clinux_crypt_matches(const char *password, const char *hash);
 #endif

@@ -12,7 +12,7 @@ public protocol Backend: AnyObject {
     /// Releases what the backend holds (a plugin's `cleanup`); called once, before it is dropped.
     func shutdown()
     /// `query` may wait (on a database, a file system): it then runs on a thread of its own,
-    /// one call at a time (`QueryThread`). The built-in backend answers at once, on the loop.
+    /// one call at a time (`WorkerThread`). The built-in backend answers at once, on the loop.
     var queriesMayBlock: Bool { get }
 }
 

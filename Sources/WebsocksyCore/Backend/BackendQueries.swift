@@ -3,7 +3,7 @@ import Glibc
 
 /// Asks the backend for each upgrade's peer without letting it stall the loop: the built-in
 /// backend answers at once; a plugin, whose `query` may wait on a database or a file system,
-/// answers from its `QueryThread`, and the answer comes back through an eventfd.
+/// answers from its `WorkerThread`, and the answer comes back through an eventfd.
 final class BackendQueries: EventHandler {
     typealias Completion = (BackendAnswer) -> Void
     struct Unanswered {
@@ -14,7 +14,7 @@ final class BackendQueries: EventHandler {
 
     let backend: Backend
     private let reactor: Reactor
-    private let thread: QueryThread?
+    private let thread: WorkerThread<HandshakeRequest, BackendAnswer>?
     private let eventFD: Int32
     private var token: Reactor.Token?
     /// Queries asked and not answered yet, by id; a cancelled one is simply not here any more.
@@ -41,7 +41,7 @@ final class BackendQueries: EventHandler {
         let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard fd >= 0 else { throw SystemError("eventfd") }
         eventFD = fd
-        thread = QueryThread(backend: backend, eventFD: fd)
+        thread = WorkerThread(name: "backend query", eventFD: fd) { [backend] request in backend.query(request) }
         token = try reactor.register(fd, events: EpollEvents.readable, handler: self)
     }
 
@@ -62,7 +62,7 @@ final class BackendQueries: EventHandler {
             return id
         }
         waiting[id] = completion
-        thread.submit(.init(id: id, request: request))
+        thread.submit(.init(id: id, job: request))
         return id
     }
 
@@ -73,7 +73,7 @@ final class BackendQueries: EventHandler {
             return
         }
         waiting[query.id] = query.completion
-        thread.submit(.init(id: query.id, request: query.request))
+        thread.submit(.init(id: query.id, job: query.request))
     }
 
     /// The connection no longer wants the answer (it timed out or went away).
@@ -111,7 +111,7 @@ final class BackendQueries: EventHandler {
         retired = then
         for query in thread.requestStop() {
             if let completion = waiting.removeValue(forKey: query.id) {
-                held.append(.init(id: query.id, request: query.request, completion: completion))
+                held.append(.init(id: query.id, request: query.job, completion: completion))
             }
         }
         if thread.hasEnded { finishRetiring() }

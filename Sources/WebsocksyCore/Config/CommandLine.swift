@@ -46,7 +46,9 @@ public enum CommandLineParser {
             case "-n", "--user": try config.setCore("user", value(for: arg), at: origin)
             case "-w", "--workers": try config.setCore("workers", value(for: arg), at: origin)
             case "--web", "--access-log", "--trusted-proxy", "--record", "--record-max", "--proxy-protocol-from",
-                 "--admin-listen", "--drain-delay", "--max-connections-per-client", "--upgrade-rate", "--upgrade-burst":
+                 "--admin-listen", "--drain-delay", "--max-connections-per-client", "--upgrade-rate", "--upgrade-burst",
+                 "--auth-keys", "--auth-secret", "--auth-token", "--auth-issuer", "--auth-audience", "--auth-leeway",
+                 "--auth-require-exp", "--auth-basic", "--auth-realm":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
@@ -200,6 +202,22 @@ public enum CommandLineParser {
                             WebSocket upgrades per second one client address may make, with
                             bursts of up to N (default 0 = no limit, burst 20); beyond, 429
                             with Retry-After
+          --auth-keys FILE  require a signed token (JWT) on every upgrade, verified with these
+                            public keys: PEM blocks or a JWKS document (RS*, PS*, ES*, EdDSA)
+          --auth-secret FILE
+                            the same with an HMAC secret (HS256/384/512) read from FILE
+          --auth-token LIST where tokens are looked for, in order (default
+                            query:token, cookie:token, bearer); protocol:PREFIX takes a
+                            Sec-WebSocket-Protocol entry PREFIXTOKEN (never echoed)
+          --auth-issuer ISS, --auth-audience AUD[,AUD...]
+                            the token's iss must be ISS, its aud one of the AUDs
+          --auth-leeway SECONDS
+                            clock difference tolerated on exp and nbf (default 30)
+          --auth-require-exp yes|no
+                            refuse tokens without exp (default yes)
+          --auth-basic FILE htpasswd file (bcrypt, SHA-crypt, yescrypt) guarding the web root
+                            and upgrades with HTTP basic authentication
+          --auth-realm TEXT realm named in WWW-Authenticate (default websocksy)
           --record DIR      record every session (data messages both ways, with times) into
                             a file of its own in DIR, mode 0600; read it with websocksy-replay;
                             off = no recording (default); routes may override (record=DIR|off)
@@ -236,14 +254,15 @@ public enum CommandLineParser {
     connect-timeout, backend-timeout, peer-buffer, buffer-memory, plugins, backend, max-connections,
     max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
     workers, web, access-log, trusted-proxy, proxy-protocol-from, admin-listen, drain-delay,
-    max-connections-per-client, upgrade-rate, upgrade-burst, record, record-max, tls-cert, tls-key, tls-only,
+    max-connections-per-client, upgrade-rate, upgrade-burst, auth-keys, auth-secret, auth-token, auth-issuer,
+    auth-audience, auth-leeway, auth-require-exp, auth-basic, auth-realm, record, record-max, tls-cert, tls-key, tls-only,
     tls-priority, tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
     server-max-window-bits, client-max-window-bits, server-no-context-takeover,
     client-no-context-takeover. Timeouts and intervals are whole seconds,
     at most 31536000 (365 days).
 
     Signals: SIGINT/SIGTERM close every connection with 1001 and exit; SIGHUP reloads the
-    configuration (re-reading CONFIGFILE and applying the same options on top) and the TLS
-    certificate for new connections; SIGUSR1 reopens the access log.
+    configuration (re-reading CONFIGFILE and applying the same options on top), the TLS
+    certificate and the auth-keys, auth-secret and auth-basic files for new connections; SIGUSR1 reopens the access log.
     """
 }

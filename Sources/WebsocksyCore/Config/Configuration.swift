@@ -104,6 +104,8 @@ public struct Configuration: Sendable {
     public var tls = TLSSettings()
     /// permessage-deflate (`compression` and the RFC 7692 parameter keys).
     public var deflate = DeflateSettings()
+    /// Authentication at the upgrade (`auth-*`).
+    public var auth = AuthSettings()
 
     /// TLS for the listener (`tls-*`) and for `tls://` peers (`peer-tls-*`).
     public struct TLSSettings: Sendable {
@@ -188,6 +190,30 @@ public struct Configuration: Sendable {
             }
             adminListen = value
         case "drain-delay": drainDelay = try seconds(key, value, origin, minimum: 0)
+        case "auth-keys": auth.keys = try nonEmpty(key, value, origin)
+        case "auth-secret": auth.secret = try nonEmpty(key, value, origin)
+        case "auth-basic": auth.passwords = try nonEmpty(key, value, origin)
+        case "auth-token":
+            var sources: [TokenSource] = []
+            for item in value.split(separator: ",") {
+                guard let source = TokenSource.parse(String(item)) else {
+                    throw ConfigError(origin.description, "auth-token takes query:NAME, cookie:NAME, bearer and protocol:PREFIX, not '\(item.trimmingHTTPWhitespace)'")
+                }
+                sources.append(source)
+            }
+            guard !sources.isEmpty else { throw ConfigError(origin.description, "auth-token needs at least one place to look") }
+            auth.tokenSources = sources
+        case "auth-issuer": auth.policy.issuer = try nonEmpty(key, value, origin)
+        case "auth-audience":
+            auth.policy.audiences = value.split(separator: ",").map { String($0.trimmingHTTPWhitespace) }.filter { !$0.isEmpty }
+            guard !auth.policy.audiences.isEmpty else { throw ConfigError(origin.description, "auth-audience needs at least one value") }
+        case "auth-leeway": auth.policy.leeway = try seconds(key, value, origin, minimum: 0)
+        case "auth-require-exp": auth.policy.requireExpiry = try boolean(key, value, origin)
+        case "auth-realm":
+            guard !value.isEmpty, value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) else {
+                throw ConfigError(origin.description, "auth-realm must be printable ASCII without quotes or backslashes")
+            }
+            auth.realm = value
         case "max-connections-per-client": maxConnectionsPerClient = try count(key, value, origin, minimum: 0, maximum: 10_000_000)
         case "upgrade-rate": upgradeRate = try count(key, value, origin, minimum: 0, maximum: 1_000_000)
         case "upgrade-burst": upgradeBurst = try count(key, value, origin, minimum: 1, maximum: 1_000_000)

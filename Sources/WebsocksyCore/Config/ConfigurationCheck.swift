@@ -18,6 +18,7 @@ public enum ConfigurationCheck {
             _ = try TLSContext(configuration.tls)
             try checkAccessLog(configuration.accessLog)
             _ = try configuration.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
+            _ = try Authenticator(configuration.auth)
             // Loaded, configured and validated as at start-up (plugin backends run their init and
             // configure), then released as at shutdown (their cleanup).
             let backend = try BackendFactory.make(configuration, pluginDirectory: plugins.path)
@@ -104,6 +105,10 @@ extension Configuration {
             origin = coreOrigins[error.location]?.last
         } else if let certificate = tls.certificate, error.location == certificate {
             origin = coreOrigins["tls-cert"]?.last
+        } else if let keys = auth.keys, error.location == keys {
+            origin = coreOrigins["auth-keys"]?.last
+        } else if let secret = auth.secret, error.location == secret {
+            origin = coreOrigins["auth-secret"]?.last
         } else {
             // A backend plugin that cannot be loaded is named by its file, `DIR/backend_NAME.so`.
             let selected = [(name: backend, origin: backendOrigin)] + replacedBackends.map { (name: $0.name, origin: $0.origin) }

@@ -15,7 +15,8 @@ extension Configuration {
         "buffer-memory", "plugins", "max-connections", "max-header-bytes", "max-headers", "idle-timeout",
         "shutdown-timeout", "origin", "user", "unix-mode", "workers", "web", "access-log", "trusted-proxy",
         "proxy-protocol-from", "admin-listen", "drain-delay", "max-connections-per-client", "upgrade-rate", "upgrade-burst",
-        "record", "record-max",
+        "auth-keys", "auth-secret", "auth-token", "auth-issuer", "auth-audience", "auth-leeway", "auth-require-exp",
+        "auth-basic", "auth-realm", "record", "record-max",
         "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "peer-tls-ca",
         "peer-tls-verify", "compression", "compression-level", "server-max-window-bits", "client-max-window-bits",
         "server-no-context-takeover", "client-no-context-takeover", "backend",
@@ -56,6 +57,15 @@ extension Configuration {
         case "max-connections-per-client": return [String(maxConnectionsPerClient)]
         case "upgrade-rate": return [String(upgradeRate)]
         case "upgrade-burst": return [String(upgradeBurst)]
+        case "auth-keys": return auth.keys.map { [$0] } ?? []
+        case "auth-secret": return auth.secret.map { [$0] } ?? []
+        case "auth-token": return [auth.tokenSources.map(\.description).joined(separator: ", ")]
+        case "auth-issuer": return auth.policy.issuer.map { [$0] } ?? []
+        case "auth-audience": return auth.policy.audiences.isEmpty ? [] : [auth.policy.audiences.joined(separator: ", ")]
+        case "auth-leeway": return [String(auth.policy.leeway)]
+        case "auth-require-exp": return [yesNo(auth.policy.requireExpiry)]
+        case "auth-basic": return auth.passwords.map { [$0] } ?? []
+        case "auth-realm": return [auth.realm]
         case "record": return recordDirectory.map { [$0] } ?? []
         case "record-max": return [ByteSize.format(recordMax)]
         case "tls-cert": return tls.certificate.map { [$0] } ?? []
@@ -89,6 +99,11 @@ extension Configuration {
         case "web": return "plain HTTP requests get a 426 page"
         case "access-log": return "no access log"
         case "trusted-proxy": return "no proxy is trusted"
+        case "auth-keys": return "no public keys for tokens"
+        case "auth-secret": return "no HMAC secret for tokens"
+        case "auth-issuer": return "any issuer"
+        case "auth-audience": return "any audience"
+        case "auth-basic": return "no password check"
         case "record": return "sessions are not recorded (unless a route says record=DIR)"
         case "tls-cert": return "no TLS"
         case "tls-key": return "the key is read from the certificate file"

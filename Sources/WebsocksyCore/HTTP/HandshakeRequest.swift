@@ -11,6 +11,11 @@ public struct HandshakeRequest: Sendable {
     /// The client's IP address as text (the PROXY header's, when a trusted balancer sent one);
     /// nil on a Unix-socket listener. Set by the connection, for backends (`core_client_address`).
     public var clientIP: String?
+    /// A verified token's claims (`auth-keys`, `auth-secret`), for backends: the `token` backend
+    /// routes by them, plugins read them with `core_claim`.
+    public var claims: [String: JSONValue] = [:]
+    /// Who authenticated: the token's `sub` or the htpasswd user (the access log's `user=`).
+    public var user: String?
 
     /// The first header with this name (case-insensitive).
     public func header(_ name: String) -> String? { headers.first(name) }
@@ -44,11 +49,14 @@ public struct HandshakeRejection: Error, Equatable, Sendable {
     public var reason: String
     /// Seconds after which a client refused for its rate may try again (429's `Retry-After`).
     public var retryAfter: Int?
+    /// `WWW-Authenticate` of a 401.
+    public var challenge: String?
 
-    public init(_ status: HTTPStatus, _ reason: String, retryAfter: Int? = nil) {
+    public init(_ status: HTTPStatus, _ reason: String, retryAfter: Int? = nil, challenge: String? = nil) {
         self.status = status
         self.reason = reason
         self.retryAfter = retryAfter
+        self.challenge = challenge
     }
 }
 

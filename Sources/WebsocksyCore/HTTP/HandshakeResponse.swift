@@ -23,6 +23,7 @@ public enum HandshakeResponse {
             text += "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
         }
         if let retryAfter = rejection.retryAfter { text += "Retry-After: \(retryAfter)\r\n" }
+        if let challenge = rejection.challenge { text += "WWW-Authenticate: \(challenge)\r\n" }
         text += "\r\n" + body
         return Array(text.utf8)
     }

@@ -54,6 +54,8 @@ struct ConnectionRecord {
     var messagesIn = 0, bytesIn = 0, messagesOut = 0, bytesOut = 0
     var closeCode: UInt16?
     var closedBy: String?
+    /// Who authenticated (a token's `sub`, an htpasswd user).
+    var user: String?
 
     /// Longest value of one field, in bytes, before it is cut (a request target can be 16 KB).
     static let fieldLimit = 1024
@@ -76,7 +78,7 @@ struct ConnectionRecord {
             + "bytes=\(bodyBytes.map(String.init) ?? "-") "
             + "proto=\(Self.field(subprotocol ?? "-")) peer=\(Self.field(peer ?? "-")) "
             + "in=\(messagesIn)/\(bytesIn) out=\(messagesOut)/\(bytesOut) time=\(duration) "
-            + "close=\(closeCode.map(String.init) ?? "-") by=\(closedBy ?? "-")"
+            + "close=\(closeCode.map(String.init) ?? "-") by=\(closedBy ?? "-") user=\(Self.field(user ?? "-"))"
     }
 
     private static func field(_ value: String, quoted: Bool = false) -> String {

@@ -22,7 +22,7 @@ extension Connection {
             client.inbox.consume(consumed)
             record.request = "\(request.method) \(request.target)"
             loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
-            servePlain(request)
+            authenticatePlain(request)
         case .complete(var request, let consumed):
             client.inbox.consume(consumed)
             request.clientIP = client4or6.map { ForwardedClient.hostPart($0.description) }
@@ -38,17 +38,22 @@ extension Connection {
                              retryAfter: retryAfter), logged: limits.shouldLog(key, now: server.now))
                 return
             }
-            setState(.queryingBackend)
-            deadline = server.now + server.limits.backendTimeoutMilliseconds
-            // While the backend thinks, the client is still read, so that one that leaves cancels
-            // its query — but only a little: what it sends before the 101 waits in the inbox.
-            client.inboxLimit = client.inbox.count + Self.inboxWhileQuerying
-            pendingQuery = server.queries.query(request) { [unowned self] answer in self.backendAnswered(request, answer) }
+            authenticateUpgrade(request)
         }
     }
 
-    /// Bytes a client may send behind its upgrade request while its backend query runs.
-    static let inboxWhileQuerying = 16 << 10
+    /// Asks the backend for the peer (after authentication, when it is configured).
+    func queryBackend(_ request: HandshakeRequest) {
+        setState(.queryingBackend)
+        deadline = server.now + server.limits.backendTimeoutMilliseconds
+        // While the backend thinks, the client is still read, so that one that leaves cancels
+        // its query — but only a little: what it sends before the 101 waits in the inbox.
+        client.inboxLimit = client.inbox.count + Self.inboxWhileWaiting
+        pendingQuery = server.queries.query(request) { [unowned self] answer in self.backendAnswered(request, answer) }
+    }
+
+    /// Bytes a client may send behind its request while a backend query or a password check runs.
+    static let inboxWhileWaiting = 16 << 10
 
     /// The backend's choice, at once or from its query thread (never after the connection ended:
     /// ending cancels the query).

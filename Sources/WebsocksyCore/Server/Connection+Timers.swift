@@ -10,6 +10,10 @@ extension Connection {
             }
             // Between kept-alive requests the buffers go back (they are reallocated on the next read).
             if state == .handshake { client.releaseIdleBuffers() }
+        case .authenticating:
+            if now >= deadline {
+                refuse(.init(.serviceUnavailable, "the password check did not finish within \(server.limits.backendTimeoutMilliseconds / 1000) s"))
+            }
         case .queryingBackend:
             if now >= deadline {
                 refuse(.init(.gatewayTimeout, "the backend did not answer within \(server.limits.backendTimeoutMilliseconds / 1000) s"))

@@ -5,13 +5,14 @@ import Glibc
 /// the client's stream endpoint until the upgrade and hands it to a `Bridge` after.
 ///
 /// Life cycle: `handshake` (TLS first for wss://; the HTTP request; a plain request goes to
-/// `responding` and, when the connection stays open, back) → `queryingBackend` (a plugin backend
+/// `responding` and, when the connection stays open, back) → `authenticating` (only while an htpasswd
+/// password is checked on its thread; tokens are checked at once) → `queryingBackend` (a plugin backend
 /// answers from its own thread; the client is not read meanwhile) → `connectingPeer` (the backend chose
 /// a socket peer; the 101 waits for its connect, and for its TLS handshake for tls://) → `open`
 /// (the bridge runs the WebSocket) → `closed`. Closing — flushing, half-closing, lingering — is
 /// the endpoints' own business once the connection lets go of them.
 final class Connection: StreamEndpointOwner, ListMember {
-    enum State { case handshake, responding, queryingBackend, connectingPeer, open, closed }
+    enum State { case handshake, responding, authenticating, queryingBackend, connectingPeer, open, closed }
 
     /// The server outlives everything it serves; `unowned(unsafe)` skips a reference-count check per access on the hot path.
     unowned(unsafe) let server: Server
@@ -54,6 +55,8 @@ final class Connection: StreamEndpointOwner, ListMember {
 
     /// The backend query this connection waits for (`BackendQueries`), to cancel if it ends first.
     var pendingQuery: UInt64?
+    /// The htpasswd check it waits for (`PasswordChecks`), likewise.
+    var pendingPasswordCheck: UInt64?
     /// The peer being connected, and what the upgrade needs once it is.
     var connector: PeerConnector?
     var peerAddress = PeerAddress.echo
@@ -164,7 +167,7 @@ final class Connection: StreamEndpointOwner, ListMember {
             processHandshake()
         case .handshake, .responding:
             destroy()
-        case .queryingBackend, .connectingPeer:
+        case .authenticating, .queryingBackend, .connectingPeer:
             refuse(.init(.serviceUnavailable, "server shutting down"))
         case .open:
             bridge?.initiateClose(.goingAway, reason: "server shutting down")
@@ -192,6 +195,8 @@ final class Connection: StreamEndpointOwner, ListMember {
         limitKey = nil
         if let pendingQuery { server.queries.cancel(pendingQuery) }
         pendingQuery = nil
+        if let pendingPasswordCheck { server.passwordChecks?.cancel(pendingPasswordCheck) }
+        pendingPasswordCheck = nil
         connector?.cancel()
         connector = nil
         securingPeer?.close()

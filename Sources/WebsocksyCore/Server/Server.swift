@@ -29,6 +29,10 @@ public final class Server {
     private var lastRefusalLog: Int64 = 0
     let resolver: Resolver
     let tls: TLSContext
+    /// Tokens and passwords checked at the upgrade (`auth-*`); nil when none are configured.
+    private(set) var auth: Authenticator?
+    /// The thread htpasswd checks run on, made with the first `auth-basic`.
+    private(set) var passwordChecks: PasswordChecks?
     private var listener: Listener?
     private var connections = MemberList<Connection>()
     /// Endpoints their owners have finished with, still flushing or lingering on their own.
@@ -96,6 +100,7 @@ public final class Server {
         budget = MemoryBudget(limit: limits.bufferMemoryBytes) { [unowned self] in
             self.connections.members.compactMap { $0.bridge }.filter { $0.heldBytes > 0 }
         }
+        try useAuth(configuration.auth)
         if let admin = configuration.adminListen {
             let (host, port) = Self.hostAndPort(admin)
             adminListener = try Listener(host: host, port: port, unixMode: 0o600) { [unowned self] fd, _ in
@@ -136,16 +141,29 @@ public final class Server {
         for connection in connections.snapshot { connection.destroy() }
         for endpoint in finishing.snapshot { endpoint.close() }
         queries.stopAtExit()
+        passwordChecks?.stopAtExit()
         listener?.stop(reactor)
         for admin in admins.snapshot { admin.expire() }
         adminListener?.stop(reactor)
         Log.info("stopped")
     }
 
+    private func useAuth(_ settings: AuthSettings) throws(ConfigError) {
+        auth = settings.isEnabled ? try Authenticator(settings) : nil
+        if settings.passwords != nil && passwordChecks == nil {
+            do {
+                passwordChecks = try PasswordChecks(reactor: reactor)
+            } catch {
+                throw ConfigError("start-up", error.description)
+            }
+        }
+    }
+
     /// SIGHUP: read the configuration again and use it for new connections. Established ones keep
     /// their peers. A configuration that fails to load changes nothing.
     private func reload() {
         tls.reload()
+        auth?.reloadFiles()
         guard let reloadSource else { return }
         let fresh: Configuration
         do {
@@ -193,6 +211,13 @@ public final class Server {
             web = try fresh.web.map { path throws(ConfigError) in try StaticFiles(directory: path) }
         } catch {
             Log.error("web root not changed: \(error)")
+        }
+        if fresh.auth != configuration.auth {
+            do throws(ConfigError) {
+                try useAuth(fresh.auth)
+            } catch {
+                Log.error("authentication settings not changed: \(error)")
+            }
         }
         limits = Limits(fresh)
         // Open connections keep the pool they negotiated with.

@@ -1,24 +1,27 @@
 import CLinux
 import Glibc
 
-/// The thread a plugin backend's `query` runs on, so that a backend waiting on a database stalls
-/// nothing but the upgrades it is answering. Calls are serialised — API-1 plugins assume a single
-/// caller — and answers go back to the loop through a queue and an eventfd (`BackendQueries`).
+/// A thread for work that may block — a plugin backend's `query` waiting on a database, a bcrypt
+/// password check — so that it stalls nothing but the connections waiting for it. Jobs run one at
+/// a time, in order (API-1 plugins assume a single caller), and answers go back to the loop
+/// through a queue and an eventfd (`BackendQueries`, `PasswordChecks`).
 ///
-/// Only `queue`, `answers` and `stopping` are shared, under `mutex`; the backend itself is used by
-/// this thread alone until `stop` has joined it.
-final class QueryThread: @unchecked Sendable {
+/// Only `queue`, `answers` and `stopping` are shared, under `mutex`; what `work` uses is used by
+/// this thread alone until `join`.
+final class WorkerThread<Job, Answer>: @unchecked Sendable {
     struct Query {
         let id: UInt64
-        let request: HandshakeRequest
+        let job: Job
     }
 
-    private let backend: Backend
+    private let work: (Job) -> Answer
+    /// For the log line when the thread cannot start.
+    private let name: String
     private let eventFD: Int32
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var queue: [Query] = []
-    private var answers: [(id: UInt64, answer: BackendAnswer, microseconds: Int)] = []
+    private var answers: [(id: UInt64, answer: Answer, microseconds: Int)] = []
     private var stopping = false
     /// A query is running on the thread (guarded by `mutex`).
     private var busy = false
@@ -26,8 +29,9 @@ final class QueryThread: @unchecked Sendable {
     private var exited = false
     private var thread: pthread_t?
 
-    init(backend: Backend, eventFD: Int32) {
-        self.backend = backend
+    init(name: String, eventFD: Int32, work: @escaping (Job) -> Answer) {
+        self.name = name
+        self.work = work
         self.eventFD = eventFD
         mutex = .allocate(capacity: 1)
         condition = .allocate(capacity: 1)
@@ -52,7 +56,7 @@ final class QueryThread: @unchecked Sendable {
         if thread == nil { start() }
     }
 
-    /// Drops a query that has not started; one already running finishes and its answer is ignored.
+    /// Drops a job that has not started; one already running finishes and its answer is ignored.
     func cancel(_ id: UInt64) {
         pthread_mutex_lock(mutex)
         if let index = queue.firstIndex(where: { $0.id == id }) { queue.remove(at: index) }
@@ -60,7 +64,7 @@ final class QueryThread: @unchecked Sendable {
     }
 
     /// The answers so far, with how long each query took.
-    func takeAnswers() -> [(id: UInt64, answer: BackendAnswer, microseconds: Int)] {
+    func takeAnswers() -> [(id: UInt64, answer: Answer, microseconds: Int)] {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         guard !answers.isEmpty else { return [] }
@@ -109,16 +113,17 @@ final class QueryThread: @unchecked Sendable {
         sigfillset(&all)
         pthread_sigmask(SIG_SETMASK, &all, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        let context = Unmanaged.passRetained(self).toOpaque()
+        // The C entry point cannot name a generic type: it runs a non-generic box holding `run`.
+        let context = Unmanaged.passRetained(ThreadBody { self.run() }).toOpaque()
         var created = pthread_t()
         let rc = pthread_create(&created, nil, { context in
-            Unmanaged<QueryThread>.fromOpaque(context!).takeRetainedValue().run()
+            Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().run()
             return nil
         }, context)
         guard rc == 0 else {
-            Unmanaged<QueryThread>.fromOpaque(context).release()
-            // Without a thread the queries run where they are asked: slower, still correct.
-            Log.error("cannot start the backend query thread (\(String(cString: strerror(rc)))); querying on the loop")
+            Unmanaged<ThreadBody>.fromOpaque(context).release()
+            // Without a thread the jobs run where they are asked: slower, still correct.
+            Log.error("cannot start the \(name) thread (\(String(cString: strerror(rc)))); working on the loop")
             runQueuedInline()
             return
         }
@@ -128,7 +133,7 @@ final class QueryThread: @unchecked Sendable {
     private func run() {
         while let query = next() {
             let started = MonotonicClock.nowMicroseconds()
-            let answer = backend.query(query.request)
+            let answer = work(query.job)
             let took = Int(MonotonicClock.nowMicroseconds() - started)
             pthread_mutex_lock(mutex)
             answers.append((query.id, answer, took))
@@ -162,7 +167,13 @@ final class QueryThread: @unchecked Sendable {
         let all = queue
         queue.removeAll()
         pthread_mutex_unlock(mutex)
-        for query in all { answers.append((query.id, backend.query(query.request), 0)) }
+        for query in all { answers.append((query.id, work(query.job), 0)) }
         wakeLoop()
     }
+}
+
+/// What a new thread runs (see `WorkerThread.start`).
+private final class ThreadBody {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
 }

@@ -1,0 +1,112 @@
+/// Where an upgrade request's token is looked for (`auth-token`). Browsers cannot set headers on
+/// a WebSocket, so a page passes its token in the URL, a cookie or a subprotocol entry;
+/// non-browser clients send `Authorization: Bearer`.
+public enum TokenSource: Equatable, Sendable, CustomStringConvertible {
+    /// A query parameter, percent-decoded.
+    case query(String)
+    case cookie(String)
+    /// `Authorization: Bearer TOKEN` (RFC 6750 §2.1).
+    case bearer
+    /// A `Sec-WebSocket-Protocol` entry starting with this prefix; the entry is not a subprotocol
+    /// and is never selected.
+    case subprotocol(prefix: String)
+
+    public static let defaults: [TokenSource] = [.query("token"), .cookie("token"), .bearer]
+
+    public static func parse(_ text: String) -> TokenSource? {
+        let trimmed = String(text.trimmingHTTPWhitespace)
+        if trimmed.lowercased() == "bearer" { return .bearer }
+        guard let colon = trimmed.firstIndex(of: ":") else { return nil }
+        let name = String(trimmed[trimmed.index(after: colon)...])
+        guard !name.isEmpty, !name.contains(where: { $0 == " " || $0 == "," || $0 == ";" || $0 == "=" }) else { return nil }
+        switch trimmed[..<colon].lowercased() {
+        case "query": return .query(name)
+        case "cookie": return .cookie(name)
+        case "protocol": return .subprotocol(prefix: name)
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .query(let name): "query:\(name)"
+        case .cookie(let name): "cookie:\(name)"
+        case .bearer: "bearer"
+        case .subprotocol(let prefix): "protocol:\(prefix)"
+        }
+    }
+
+    /// The token from the first source (in configured order) that has one. Subprotocol entries with
+    /// a configured prefix are taken out of `request.protocols` whether or not they supplied it.
+    static func take(from request: inout HandshakeRequest, sources: [TokenSource]) -> String? {
+        var found: String?
+        for source in sources {
+            let token: String?
+            switch source {
+            case .query(let name): token = queryParameter(name, in: request.target)
+            case .cookie(let name): token = cookie(name, in: request.headers.values("Cookie"))
+            case .bearer: token = bearer(request.header("Authorization"))
+            case .subprotocol(let prefix):
+                let entry = request.protocols.first { $0.hasPrefix(prefix) && $0.utf8.count > prefix.utf8.count }
+                request.protocols.removeAll { $0.hasPrefix(prefix) }
+                token = entry.map { String($0.dropFirst(prefix.count)) }
+            }
+            if found == nil, let token, !token.isEmpty { found = token }
+        }
+        return found
+    }
+
+    static func queryParameter(_ name: String, in target: String) -> String? {
+        guard let question = target.firstIndex(of: "?") else { return nil }
+        for pair in target[target.index(after: question)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if percentDecoded(parts[0]) == name { return parts.count > 1 ? percentDecoded(parts[1]) : "" }
+        }
+        return nil
+    }
+
+    static func cookie(_ name: String, in headers: [String]) -> String? {
+        for header in headers {
+            for pair in header.split(separator: ";") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2, parts[0].trimmingHTTPWhitespace == name else { continue }
+                var value = parts[1].trimmingHTTPWhitespace
+                if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
+                return String(value)
+            }
+        }
+        return nil
+    }
+
+    static func bearer(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.trimmingHTTPWhitespace.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1].trimmingHTTPWhitespace)
+    }
+
+    /// `%XX` decoded (and `+` as a space, as forms encode it); nil for a bad escape or invalid UTF-8.
+    static func percentDecoded(_ text: Substring) -> String? {
+        var out: [UInt8] = []
+        var bytes = text.utf8.makeIterator()
+        while let byte = bytes.next() {
+            switch byte {
+            case UInt8(ascii: "%"):
+                guard let high = bytes.next().flatMap(hexValue), let low = bytes.next().flatMap(hexValue) else { return nil }
+                out.append(high << 4 | low)
+            case UInt8(ascii: "+"): out.append(0x20)
+            default: out.append(byte)
+            }
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
