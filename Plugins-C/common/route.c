@@ -131,6 +131,15 @@ int route_expand(const char* template, const route_request* request, int variabl
 		} else if (variable_length == 6 && !strncmp(variable, "client", 6)) {
 			value = core_client_address ? core_client_address(request->ws) : NULL;
 			value_length = value ? strlen(value) : 0;
+		} else if (variable_length > 6 && !strncmp(variable, "claim:", 6)) {
+			char name[128];
+			size_t name_length = variable_length - 6;
+			if (core_claim && name_length < sizeof name) {
+				memcpy(name, variable + 6, name_length);
+				name[name_length] = 0;
+				value = core_claim(request->ws, name);
+			}
+			value_length = value ? strlen(value) : 0;
 		} else if (variable_length > 7 && !strncmp(variable, "header:", 7)) {
 			value = header_value(variable + 7, variable_length - 7, request->headers, request->header);
 			value_length = value ? strlen(value) : 0;

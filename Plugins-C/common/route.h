@@ -1,6 +1,6 @@
 /*
  * Code shared by the backends that route by request: the key or file name templates
- * (%endpoint%, %cookie:NAME%, %header:NAME%, %client%, %query:NAME%) and the route line format
+ * (%endpoint%, %cookie:NAME%, %header:NAME%, %client%, %claim:NAME%, %query:NAME%) and the route line format
  * `<peer> <subprotocol> [<framing> [<framing-config>]]`.
  * Compiled into each backend's .so; nothing here is exported to the core.
  */
@@ -12,6 +12,7 @@
 /* Weak, so a backend still loads in a core without it (where route options are ignored). */
 extern int core_peer_option(websocket* ws, const char* key, const char* value) __attribute__((weak));
 extern const char* core_client_address(websocket* ws) __attribute__((weak));
+extern const char* core_claim(websocket* ws, const char* name) __attribute__((weak));
 
 /* Hidden: two backends loaded in one process must each keep their own copy. */
 #define ROUTE_INTERNAL __attribute__((visibility("hidden")))
@@ -24,8 +25,9 @@ typedef struct {
 	websocket* ws;
 } route_request;
 
-/* Which variables a backend offers besides %endpoint%, %cookie:NAME%, %header:NAME% and %client%
- * (the client's IP address from core_client_address; no value in a core without it). */
+/* Which variables a backend offers besides %endpoint%, %cookie:NAME%, %header:NAME%, %client%
+ * (the client's IP address from core_client_address) and %claim:NAME% (a claim of the client's
+ * verified token, from core_claim); the last two have no value in a core without them. */
 #define ROUTE_VARIABLE_QUERY 1 /* %query:NAME%, percent-decoded */
 
 /*

@@ -109,7 +109,8 @@ typedef struct websocket websocket;
  * runs on a thread of its own (one per loaded backend), so it may block — on a database, a file
  * system — without stalling other connections. A query that takes longer than `backend-timeout`
  * gets its client 504; its answer, when it comes, is discarded. From `query`, only
- * `core_framing`, `core_peer_option` and `xstr_lower` may be called (not `core_register_framing`).
+ * `core_framing`, `core_peer_option`, `core_client_address`, `core_claim` and `xstr_lower` may be
+ * called (not `core_register_framing`).
  */
 typedef uint64_t (*ws_backend_init)(void);
 typedef uint64_t (*ws_backend_configure)(char* key, char* value);
@@ -145,6 +146,11 @@ int core_peer_option(websocket* ws, const char* key, const char* value);
  * text ("203.0.113.7", "2001:db8::7"; the one a trusted load balancer's PROXY header carries), or
  * NULL for a client on a Unix socket. Valid until `query` returns. */
 const char* core_client_address(websocket* ws);
+/* An addition to API 1 (declare it weak, as above). From `query` only: the claim `name` of the
+ * client's verified token (auth-keys / auth-secret) as text — strings as they are, numbers as
+ * written, booleans as true/false — or NULL when there is no token, no such claim, or it is an
+ * object, an array or null. Valid until `query` returns. */
+const char* core_claim(websocket* ws, const char* name);
 
 #ifdef __cplusplus
 }

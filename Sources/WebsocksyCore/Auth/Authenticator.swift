@@ -41,11 +41,18 @@ final class Authenticator {
         }
     }
 
-    /// With `auth-keys`/`auth-secret`: the request's token, verified, its claims checked and put on
-    /// the request for the backend; a refusal (401) otherwise. Never logs or echoes the token.
-    func verifyToken(_ request: inout HandshakeRequest, now: Double) -> HandshakeRejection? {
+    /// Takes the token out of the request (`TokenSource.take`) before anything logs the request.
+    /// nil: no token, or tokens are not used.
+    func takeToken(_ request: inout HandshakeRequest) -> String? {
+        guard settings.requiresToken else { return nil }
+        return TokenSource.take(from: &request, sources: settings.tokenSources)
+    }
+
+    /// With `auth-keys`/`auth-secret`: the token, verified, its claims checked and put on the
+    /// request for the backend; a refusal (401) otherwise. Never logs or echoes the token.
+    func verifyToken(_ token: String?, for request: inout HandshakeRequest, now: Double) -> HandshakeRejection? {
         guard let keys else { return nil }
-        guard let text = TokenSource.take(from: &request, sources: settings.tokenSources) else {
+        guard let text = token else {
             let places = settings.tokenSources.map(\.description).joined(separator: ", ")
             return HandshakeRejection(.unauthorized, "no token (looked for \(places))", challenge: bearerChallenge(invalid: false))
         }

@@ -36,14 +36,18 @@ public enum TokenSource: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The token from the first source (in configured order) that has one. Subprotocol entries with
-    /// a configured prefix are taken out of `request.protocols` whether or not they supplied it.
+    /// The token from the first source (in configured order) that has one. It is taken out of the
+    /// request: the query parameters of `query:` sources leave the target (which the access log
+    /// and the backend see) and the subprotocol entries with a configured prefix leave
+    /// `request.protocols`, whether or not they supplied the token.
     static func take(from request: inout HandshakeRequest, sources: [TokenSource]) -> String? {
         var found: String?
         for source in sources {
             let token: String?
             switch source {
-            case .query(let name): token = queryParameter(name, in: request.target)
+            case .query(let name):
+                token = queryParameter(name, in: request.target)
+                if token != nil { request.target = removingQueryParameter(name, from: request.target) }
             case .cookie(let name): token = cookie(name, in: request.headers.values("Cookie"))
             case .bearer: token = bearer(request.header("Authorization"))
             case .subprotocol(let prefix):
@@ -63,6 +67,15 @@ public enum TokenSource: Equatable, Sendable, CustomStringConvertible {
             if percentDecoded(parts[0]) == name { return parts.count > 1 ? percentDecoded(parts[1]) : "" }
         }
         return nil
+    }
+
+    /// `target` without any `name=…` parameter (the rest of the query as written).
+    static func removingQueryParameter(_ name: String, from target: String) -> String {
+        guard let question = target.firstIndex(of: "?") else { return target }
+        let kept = target[target.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false).filter { pair in
+            percentDecoded(pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]) != name
+        }
+        return String(target[..<question]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&"))
     }
 
     static func cookie(_ name: String, in headers: [String]) -> String? {

@@ -48,6 +48,9 @@ public struct PeerChoice {
     /// Text mode (wsgw's): the peer speaks lines ending with these bytes; client messages get the
     /// line end added, peer lines (cut by `newline` framing) lose it. Stream peers only.
     public var lineEnd: [UInt8]?
+    /// Resolved addresses (4 or 16 bytes) the connection may use; nil: any. The `token` backend's
+    /// allow-list for a host name that is not listed by name.
+    var addressCheck: (([UInt8]) -> Bool)?
 
     public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?,
                 compression: CompressionChoice? = nil, record: RecordChoice? = nil, lineEnd: [UInt8]? = nil) {
@@ -67,11 +70,28 @@ final class PeerOptions {
     /// The client's IP address as a C string, for `core_client_address`; freed with the options.
     let clientIP: UnsafeMutablePointer<CChar>?
 
-    init(clientIP: String? = nil) {
+    /// The verified token's claims, for `core_claim`; each handed out as a C string kept until
+    /// the options are freed.
+    private let claims: [String: JSONValue]
+    private var claimStrings: [String: UnsafeMutablePointer<CChar>] = [:]
+
+    init(clientIP: String? = nil, claims: [String: JSONValue] = [:]) {
         self.clientIP = clientIP.map { strdup($0) }
+        self.claims = claims
     }
 
-    deinit { free(clientIP) }
+    deinit {
+        free(clientIP)
+        claimStrings.values.forEach { free($0) }
+    }
+
+    func claim(_ name: String) -> UnsafeMutablePointer<CChar>? {
+        if let made = claimStrings[name] { return made }
+        guard let text = claims[name]?.scalarText, !text.utf8.contains(0) else { return nil }
+        let made = strdup(text)
+        claimStrings[name] = made
+        return made
+    }
 
     var compression: CompressionChoice?
     var record: RecordChoice?
@@ -130,6 +150,9 @@ public enum BackendFactory {
             defer { backend.shutdown() }
             try configure(backend, replaced.name, replaced.options)
         }
+        if config.backend == TokenBackend.name && !config.auth.requiresToken {
+            throw ConfigError(config.backendOrigin?.description ?? "backend", "backend token routes by verified token claims: set auth-keys or auth-secret")
+        }
         let backend = try load(config.backend, origin: config.backendOrigin, pluginDirectory: pluginDirectory)
         do throws(ConfigError) {
             try configure(backend, config.backend, config.backendOptions)
@@ -148,6 +171,7 @@ public enum BackendFactory {
 
     private static func load(_ name: String, origin: SettingOrigin?, pluginDirectory: String) throws(ConfigError) -> Backend {
         if name == Configuration.defaultBackend { return DefaultPeerBackend() }
+        if name == TokenBackend.name { return TokenBackend() }
         guard !name.contains("/") else {
             throw ConfigError(origin?.description ?? "configuration", "backend name '\(name)' must not contain '/'")
         }

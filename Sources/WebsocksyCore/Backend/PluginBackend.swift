@@ -62,7 +62,7 @@ public final class PluginBackend: Backend {
             headers.forEach { free($0.tag); free($0.value) }
         }
         // The `websocket*` the plugin gets: opaque to it, the options `core_peer_option` sets.
-        let options = PeerOptions(clientIP: request.clientIP)
+        let options = PeerOptions(clientIP: request.clientIP, claims: request.claims)
         let info = withExtendedLifetime(options) {
             protocols.withUnsafeMutableBufferPointer { p in
                 headers.withUnsafeMutableBufferPointer { h in

@@ -9,10 +9,14 @@ final class PeerConnector: EventHandler {
         /// The descriptor and its reactor registration (the events it was registered for).
         case connected(fd: Int32, registration: (token: Reactor.Token, events: UInt32))
         case failed(String)
+        /// Every address the name resolved to is outside the allow-list.
+        case forbidden(String)
     }
 
     unowned let server: Server
     let address: PeerAddress
+    /// Resolved addresses this connection may use (`PeerChoice.addressCheck`); nil: any.
+    private let addressCheck: (([UInt8]) -> Bool)?
     /// Called once, from the event loop, unless the connect completed inside `start()`.
     private var completion: ((Outcome) -> Void)?
     private var candidates: [SocketAddress] = []
@@ -24,9 +28,10 @@ final class PeerConnector: EventHandler {
     private var retryTarget: SocketAddress?
     private var retryAt: Int64 = 0
 
-    init(server: Server, address: PeerAddress) {
+    init(server: Server, address: PeerAddress, addressCheck: (([UInt8]) -> Bool)? = nil) {
         self.server = server
         self.address = address
+        self.addressCheck = addressCheck
     }
 
     /// Starts connecting. Returns the outcome when it is known at once (loopback connects and
@@ -44,6 +49,7 @@ final class PeerConnector: EventHandler {
                     switch result {
                     case .success(let list):
                         self.candidates = list
+                        if let refusal = self.keepAllowedCandidates() { return self.report(refusal) }
                         if let outcome = self.connectNext() { self.report(outcome) }
                     case .failure(let error):
                         self.report(.failed("cannot resolve \(host): \(error)"))
@@ -56,9 +62,20 @@ final class PeerConnector: EventHandler {
         case .echo:
             return .failed("echo:// has no socket")
         }
+        if let refusal = keepAllowedCandidates() {
+            isFinished = true
+            return refusal
+        }
         let outcome = connectNext()
         if outcome == nil { self.completion = completion } else { isFinished = true }
         return outcome
+    }
+
+    /// Drops the candidates `addressCheck` refuses; `.forbidden` when none is left.
+    private func keepAllowedCandidates() -> Outcome? {
+        guard let addressCheck else { return nil }
+        candidates = candidates.filter { AddressRange.ipBytes($0.storage).map(addressCheck) ?? false }
+        return candidates.isEmpty ? .forbidden("\(address) resolves only to addresses outside the allow-list") : nil
     }
 
     static let retryIntervalMilliseconds: Int64 = 100

@@ -69,6 +69,13 @@ public func core_client_address(_ ws: OpaquePointer?) -> UnsafePointer<CChar>? {
     return UnsafePointer(Unmanaged<PeerOptions>.fromOpaque(UnsafeRawPointer(ws)).takeUnretainedValue().clientIP)
 }
 
+/// A claim of the client's verified token for a backend's `query` (an addition to API 1).
+@_cdecl("core_claim")
+public func core_claim(_ ws: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> UnsafePointer<CChar>? {
+    guard let ws, let name else { return nil }
+    return UnsafePointer(Unmanaged<PeerOptions>.fromOpaque(UnsafeRawPointer(ws)).takeUnretainedValue().claim(String(cString: name)))
+}
+
 /// Lower-cases an ASCII string in place (websocksy exports this helper to its plugins).
 @_cdecl("xstr_lower")
 public func xstr_lower(_ text: UnsafeMutablePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {

@@ -3,10 +3,11 @@ import Glibc
 /// Authentication before any backend or peer work: the token (at once, on the loop) and the
 /// htpasswd password (on its own thread: bcrypt is slow by design).
 extension Connection {
-    func authenticateUpgrade(_ request: HandshakeRequest) {
+    /// `token`: what `Authenticator.takeToken` took out of the request.
+    func authenticateUpgrade(_ request: HandshakeRequest, token: String?) {
         guard let auth = server.auth else { return queryBackend(request) }
         var request = request
-        if let rejection = auth.verifyToken(&request, now: Double(time(nil))) { return refuse(rejection) }
+        if let rejection = auth.verifyToken(token, for: &request, now: Double(time(nil))) { return refuse(rejection) }
         record.user = request.user
         guard auth.passwords != nil else { return queryBackend(request) }
         checkPassword(request.headers) { [unowned self] user in

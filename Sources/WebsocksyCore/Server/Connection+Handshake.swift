@@ -26,6 +26,8 @@ extension Connection {
         case .complete(var request, let consumed):
             client.inbox.consume(consumed)
             request.clientIP = client4or6.map { ForwardedClient.hostPart($0.description) }
+            // Out of the request before it is logged: a token in an access log is a stolen login.
+            let token = server.auth?.takeToken(&request)
             record.request = "GET \(request.target)"
             loggedClient = ForwardedClient.address(direct: clientAddress, trusted: server.trustedProxies, headers: request.headers)
             if let rejection = checkOrigin(request) {
@@ -38,7 +40,7 @@ extension Connection {
                              retryAfter: retryAfter), logged: limits.shouldLog(key, now: server.now))
                 return
             }
-            authenticateUpgrade(request)
+            authenticateUpgrade(request, token: token)
         }
     }
 

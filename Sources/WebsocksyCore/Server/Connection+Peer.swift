@@ -15,7 +15,7 @@ extension Connection {
         setState(.connectingPeer)
         peerConnectStarted = MonotonicClock.nowMicroseconds()
         deadline = server.now + server.limits.connectTimeoutMilliseconds
-        let connector = PeerConnector(server: server, address: choice.address)
+        let connector = PeerConnector(server: server, address: choice.address, addressCheck: choice.addressCheck)
         self.connector = connector
         if let outcome = connector.start(completion: { [unowned self] in self.peerConnectFinished($0) }) {
             peerConnectFinished(outcome)
@@ -31,6 +31,8 @@ extension Connection {
         switch outcome {
         case .failed(let why):
             refuse(.init(.badGateway, "peer unreachable: \(why)"))
+        case .forbidden(let why):
+            refuse(.init(.forbidden, "token's peer refused: \(why)"))
         case .connected(let fd, let registration):
             do throws(SystemError) {
                 try peerConnected(fd: fd, registration: registration)
