@@ -26,7 +26,7 @@ fi
 PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306; FLOOR_PORT=19307
 # JSON stream rows: each gateway has its own peer port, where deflatebench listens during a run.
 DZ_PORT=19308; DZ_PEER=19309; DU_PORT=19310; DU_PEER=19311; CGZ_PORT=19312; CGZ_PEER=19313
-NGINX_PORT=19314; ADMIN_PORT=19315
+NGINX_PORT=19314; ADMIN_PORT=19315; HS_PORT=19316; ES_PORT=19317
 JSON=(-c framing=newline -c framing-config=lf)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -40,6 +40,16 @@ $RELAY socat TCP-LISTEN:$SOCAT_PORT,fork,reuseaddr,backlog=1024 TCP:127.0.0.1:$P
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $GW_PORT -k 0 --max-connections 20000 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $TLS_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary \
     --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" 2>"$OUT/gateway-tls.log" & tls_pid=$!; pids+=($tls_pid)
+# Upgrades that carry a token (query parameter), verified with an HMAC secret or a P-256 public key.
+[ -f "$OUT/token.secret" ] || head -c 48 /dev/urandom | base64 -w0 >"$OUT/token.secret"
+[ -f "$OUT/token-key.pem" ] || openssl ecparam -name prime256v1 -genkey -noout -out "$OUT/token-key.pem" 2>/dev/null
+openssl ec -in "$OUT/token-key.pem" -pubout -out "$OUT/token-pub.pem" 2>/dev/null
+HS_TOKEN=$(python3 bench/mint-token.py HS256 "$OUT/token.secret")
+ES_TOKEN=$(python3 bench/mint-token.py ES256 "$OUT/token-key.pem")
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $HS_PORT -k 0 --auth-secret "$OUT/token.secret" -c host=tcp://127.0.0.1:$PEER_PORT \
+    -c framing=binary 2>"$OUT/gateway-hs256.log" & pids+=($!)
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $ES_PORT -k 0 --auth-keys "$OUT/token-pub.pem" -c host=tcp://127.0.0.1:$PEER_PORT \
+    -c framing=binary 2>"$OUT/gateway-es256.log" & pids+=($!)
 $RELAY "$OUT/upgradefloor" -p $FLOOR_PORT -P $PEER_PORT & floor_pid=$!; pids+=($floor_pid)
 "$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $DZ_PORT -k 0 --compression on -c host=tcp://127.0.0.1:$DZ_PEER "${JSON[@]}" \
@@ -133,6 +143,8 @@ for t in "${tests[@]}"; do
 done
 R[handshake,gateway]=$(measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$GW_PORT/)
 R[handshake,floor]=$(measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$FLOOR_PORT/)
+R[handshake,hs256]=$(measure msgs_per_s -M handshake -c 10 -u "ws://127.0.0.1:$HS_PORT/?token=$HS_TOKEN")
+R[handshake,es256]=$(measure msgs_per_s -M handshake -c 10 -u "ws://127.0.0.1:$ES_PORT/?token=$ES_TOKEN")
 
 # CPU time a process spends per upgrade (user + system, from /proc): what one upgrade costs the
 # relay, whichever process the run's throughput is limited by.
@@ -310,6 +322,8 @@ table=$(cat <<EOT
 |---|---|
 | echo, 100 conns, 1 KiB, \`-w 2\`: msgs/s (\`-w 1\`: ${R[echo100,gateway]}) | ${R[echo100,w2]} |
 | handshake, 10 conns, \`-w 2\`: upgrades/s (\`-w 1\`: ${R[handshake,gateway]}) | ${R[handshake,w2]} |
+| handshake with a token, HS256 (\`--auth-secret\`): upgrades/s, ratio to none | ${R[handshake,hs256]}, $(ratio "${R[handshake,hs256]}" "${R[handshake,gateway]}") |
+| handshake with a token, ES256 (\`--auth-keys\`, P-256): upgrades/s, ratio to none | ${R[handshake,es256]}, $(ratio "${R[handshake,es256]}" "${R[handshake,gateway]}") |
 | idle on echo://: connections open/probed, RSS bytes per connection | ${R[idle_echo,open]}, ${R[idle_echo,bytes]} |
 | idle bridged to TCP: connections open/probed, RSS bytes per connection | ${R[idle_tcp,open]}, ${R[idle_tcp,bytes]} |
 | instructions per echoed 1 KiB message (callgrind, TCP peer) | ${R[instructions]} |

@@ -1,6 +1,6 @@
 """access-log: one line per connection when it ends; trusted proxies; SIGUSR1 reopens.
 
-Format: time client fwd= "request" status bytes= proto= peer= in=msgs/bytes out=msgs/bytes time= close= by=
+Format: time client fwd= "request" status bytes= proto= peer= in=msgs/bytes out=msgs/bytes time= close= by= user=
 (client is the socket's address and port, or a trusted balancer's PROXY header's; fwd the address a trusted proxy forwarded for, or -)."""
 import os
 import re
@@ -22,7 +22,7 @@ def test_one_line_per_connection(gateway_factory, tmp_path):
     c.expect_close(1000)
     line = lines_of(log, 1)[0]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1:\d+ fwd=- \"GET /room/7\?x=1\" 101 bytes=- proto=chat "
-                    r"peer=echo:// in=2/15 out=2/15 time=\d+\.\d{3} close=1000 by=client$", line), line
+                    r"peer=echo:// in=2/15 out=2/15 time=\d+\.\d{3} close=1000 by=client user=-$", line), line
     bad = RawClient(g.port)
     bad.send(request(version="8"))
     bad.read_response()
@@ -40,7 +40,7 @@ def test_closed_by_the_peer(gateway_factory, peer_factory, tmp_path):
     assert c.recv_frame() == (True, 1, b"bye")
     c.expect_close(1000)
     line = lines_of(log, 1)[0]
-    assert f"peer={peer.url}" in line and "out=1/3" in line and line.endswith("close=1000 by=peer")
+    assert f"peer={peer.url}" in line and "out=1/3" in line and line.endswith("close=1000 by=peer user=-")
 
 
 def client_and_fwd(line):

@@ -303,7 +303,10 @@ def test_a_gateway_drains_behind_haproxy(fleet):
         # New clients all go to gw2 and work, while gw1 is still finishing.
         assert gw1.proc.poll() is None
         later = [await Streamer(fleet.url, f"b{i}").open() for i in range(10)]
-        assert {c.port for c in later} <= set(client_ports_in_log(gw2))
+        ports = {c.port for c in later}
+        await wait_until(lambda: ports <= set(client_ports_in_log(gw2)) or ports & set(client_ports_in_log(gw1)), 2,
+                         "a new client is in neither gateway's log")
+        assert ports <= set(client_ports_in_log(gw2)), ("routed to the draining gw1", ports & set(client_ports_in_log(gw1)))
         await asyncio.sleep(0.5)
 
         # gw1 gives up on the laggard at shutdown-timeout and exits cleanly.

@@ -5,7 +5,7 @@
   sweep logs the count at info at most once a minute. The first summary comes on the next sweep
   (so these tests need no test-only setting), later ones when the minute since the last is over.
 - A partial request that stalls still costs one info line.
-- Access log: `time client fwd= "request" status bytes= proto= peer= in= out= time= close= by=`.
+- Access log: `time client fwd= "request" status bytes= proto= peer= in= out= time= close= by= user=`.
 - `make run` and config/demo.cfg listen on 127.0.0.1 unless told otherwise.
 """
 import os
@@ -23,7 +23,7 @@ from wsraw import RawClient
 
 SUMMARY = r"(\d+) connections? closed without a request in the last 60 s"
 ACCESS = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<client>\S+) fwd=(?P<fwd>\S+) "(?P<request>[^"]*)" (?P<status>\d+) '
-                    r'bytes=(?P<bytes>\d+|-) proto=\S+ peer=\S+ in=\d+/\d+ out=\d+/\d+ time=\d+\.\d{3} close=\S+ by=\S+$')
+                    r'bytes=(?P<bytes>\d+|-) proto=\S+ peer=\S+ in=\d+/\d+ out=\d+/\d+ time=\d+\.\d{3} close=\S+ by=\S+ user=\S+$')
 
 
 def summaries(g):
