@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include <sys/socket.h>
 #include <crypt.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -101,4 +104,42 @@ int clinux_crypt_matches(const char *password, const char *hash) {
     explicit_bzero(data, sizeof *data);
     free(data);
     return same;
+}
+
+int clinux_spawn(const char *path, char *const argv[], char *const envp[], const char *directory,
+                 int stdio_fd, int stderr_fd, pid_t *pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attributes);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    /* dup2 clears close-on-exec on the copies; every other descriptor of ours is close-on-exec. */
+    posix_spawn_file_actions_adddup2(&actions, stdio_fd, 0);
+    posix_spawn_file_actions_adddup2(&actions, stdio_fd, 1);
+    posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+    if (directory != NULL) posix_spawn_file_actions_addchdir_np(&actions, directory);
+    /* The event loop blocks the signals it takes through a signalfd: the program gets none blocked. */
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setpgroup(&attributes, 0);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    rc = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+
+int clinux_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int clinux_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }

@@ -69,4 +69,16 @@ int clinux_accept4(int fd, struct sockaddr *address, socklen_t *length, int flag
  * constant time); slow by design (bcrypt), so never called on the event loop. */
 int clinux_crypt_supported(const char *hash);
 int clinux_crypt_matches(const char *password, const char *hash);
+
+/* exec:// peers, defined in CLinux.c. clinux_spawn starts `path` with posix_spawn (no code of ours
+ * runs between fork and exec): stdin and stdout on `stdio_fd`, stderr on `stderr_fd`, in
+ * `directory`, in a process group of its own, every signal unblocked and at its default.
+ * Returns 0 or an errno value. clinux_pidfd_open: a descriptor that becomes readable when the
+ * process exits (Linux 5.3), or -1. */
+#include <sys/types.h>
+int clinux_spawn(const char *path, char *const argv[], char *const envp[], const char *directory,
+                 int stdio_fd, int stderr_fd, pid_t *pid);
+int clinux_pidfd_open(pid_t pid);
+/* pipe2 with O_CLOEXEC (a GNU extension Swift's Glibc module does not show). */
+int clinux_pipe_cloexec(int fds[2]);
 #endif

@@ -16,6 +16,8 @@ struct PeerAllowList {
         case host(scheme: String, name: String, ports: ClosedRange<Int>)
         case socketDirectory(scheme: String, path: String)
         case socket(scheme: String, path: String)
+        /// `exec:///usr/bin/prog`: that program, with any arguments.
+        case program(path: String)
     }
 
     private(set) var entries: [Entry] = []
@@ -39,6 +41,9 @@ struct PeerAllowList {
         let scheme = text[..<separator].lowercased()
         var rest = text[text.index(after: separator)...]
         switch scheme {
+        case "exec":
+            guard rest.hasPrefix("///"), !rest.contains("?"), normalized(String(rest.dropFirst(2))) != nil else { return nil }
+            return .program(path: String(rest.dropFirst(2)))
         case "unix", "unix-dgram":
             if rest.hasPrefix("//") { rest = rest.dropFirst(2) }
             let path = String(rest)
@@ -91,6 +96,8 @@ struct PeerAllowList {
         switch address {
         case .echo:
             return .refused("echo:// is not in the allow-list")
+        case .program(let path, _):
+            return entries.contains(.program(path: path)) ? .allowed : .refused("exec://\(path) is not in the allow-list")
         case .tcp(let host, let port), .tls(let host, let port), .udp(let host, let port):
             let scheme = address.scheme
             guard let number = Int(port) else { return .refused("port '\(LogText.capped(port, to: 32))' is not a number") }
@@ -135,6 +142,7 @@ extension PeerAddress {
         case .udp: "udp"
         case .unixStream: "unix"
         case .unixDatagram: "unix-dgram"
+        case .program: "exec"
         }
     }
 }

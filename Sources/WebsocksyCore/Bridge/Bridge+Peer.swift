@@ -72,8 +72,35 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
         case .stream(let endpoint): deliverRemainder(&endpoint.inbox)
         case .datagram, .echo, .gone: break
         }
+        if programOutputEnded() { return }
         Log.debug("\(clientAddress): peer closed the connection")
         initiateClose(.normalClosure, by: "peer")
+    }
+
+    /// An exec:// program's stdout ended: the WebSocket ends with the program's exit, with 1000
+    /// or 1011 by its status (now, or once it has exited). False for other peers.
+    private func programOutputEnded() -> Bool {
+        guard let program = connection.program else { return false }
+        if let status = program.exitStatus {
+            closeForProgram(status)
+        } else {
+            awaitingProgramExit = true
+        }
+        return true
+    }
+
+    /// The exec:// program exited; once its stdout has ended too, so does the WebSocket.
+    func programExited(_ status: Int32) {
+        if awaitingProgramExit { closeForProgram(status) }
+    }
+
+    private func closeForProgram(_ status: Int32) {
+        awaitingProgramExit = false
+        if RunningProgram.succeeded(status) {
+            initiateClose(.normalClosure, by: "peer")
+        } else {
+            initiateClose(.internalError, reason: "program ended with \(RunningProgram.describe(status))", by: "peer")
+        }
     }
 
     private func deliverRemainder(_ inbox: inout ByteBuffer) {
@@ -88,6 +115,7 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
     func peerClosed(error: IOFailure?) {
         peer = .gone
         balance()
+        if error == nil, programOutputEnded() { return }
         if let error, session.canSend {
             Log.info("\(clientAddress): peer error: \(error); closing with 1011")
             initiateClose(.internalError, reason: "peer error", by: "peer")

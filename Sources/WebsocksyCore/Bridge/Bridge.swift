@@ -22,6 +22,8 @@ final class Bridge: StreamEndpointOwner {
     let client: StreamEndpoint
     var session: WebSocketSession
     var peer: Peer
+    /// An exec:// program's stdout has ended and its exit status is awaited (`programExited`).
+    var awaitingProgramExit = false
     let framer: PeerFramer?
     /// Echo and datagram peers take whole messages; fragmented ones are assembled here.
     var assembler = MessageAssembler()

@@ -48,7 +48,7 @@ public enum CommandLineParser {
             case "--web", "--access-log", "--trusted-proxy", "--record", "--record-max", "--proxy-protocol-from",
                  "--admin-listen", "--drain-delay", "--max-connections-per-client", "--upgrade-rate", "--upgrade-burst",
                  "--auth-keys", "--auth-secret", "--auth-token", "--auth-issuer", "--auth-audience", "--auth-leeway",
-                 "--auth-require-exp", "--auth-basic", "--auth-realm":
+                 "--auth-require-exp", "--auth-basic", "--auth-realm", "--max-programs", "--exec-grace", "--exec-env", "--exec-dir":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
@@ -218,6 +218,14 @@ public enum CommandLineParser {
           --auth-basic FILE htpasswd file (bcrypt, SHA-crypt, yescrypt) guarding the web root
                             and upgrades with HTTP basic authentication
           --auth-realm TEXT realm named in WWW-Authenticate (default websocksy)
+          --max-programs N  exec:// programs running at once (default 256); beyond, 503
+          --exec-grace SECONDS
+                            after a program's client leaves (EOF on its stdin), wait this long
+                            before SIGTERM, and again before SIGKILL (default 5)
+          --exec-env NAME[,NAME...]
+                            variables of the gateway's environment passed to programs (default
+                            none; PATH is set to /usr/local/bin:/usr/bin:/bin unless listed)
+          --exec-dir DIR    programs' working directory (default: the program's own)
           --record DIR      record every session (data messages both ways, with times) into
                             a file of its own in DIR, mode 0600; read it with websocksy-replay;
                             off = no recording (default); routes may override (record=DIR|off)
@@ -255,7 +263,8 @@ public enum CommandLineParser {
     max-header-bytes, max-headers, idle-timeout, shutdown-timeout, origin, user, unix-mode,
     workers, web, access-log, trusted-proxy, proxy-protocol-from, admin-listen, drain-delay,
     max-connections-per-client, upgrade-rate, upgrade-burst, auth-keys, auth-secret, auth-token, auth-issuer,
-    auth-audience, auth-leeway, auth-require-exp, auth-basic, auth-realm, record, record-max, tls-cert, tls-key, tls-only,
+    auth-audience, auth-leeway, auth-require-exp, auth-basic, auth-realm, max-programs, exec-grace,
+    exec-env, exec-dir, record, record-max, tls-cert, tls-key, tls-only,
     tls-priority, tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
     server-max-window-bits, client-max-window-bits, server-no-context-takeover,
     client-no-context-takeover. Timeouts and intervals are whole seconds,

@@ -106,6 +106,8 @@ public struct Configuration: Sendable {
     public var deflate = DeflateSettings()
     /// Authentication at the upgrade (`auth-*`).
     public var auth = AuthSettings()
+    /// `exec://` peers (`max-programs`, `exec-*`).
+    public var programs = ProgramSettings()
 
     /// TLS for the listener (`tls-*`) and for `tls://` peers (`peer-tls-*`).
     public struct TLSSettings: Sendable {
@@ -190,6 +192,15 @@ public struct Configuration: Sendable {
             }
             adminListen = value
         case "drain-delay": drainDelay = try seconds(key, value, origin, minimum: 0)
+        case "max-programs": programs.maxPrograms = try count(key, value, origin, minimum: 1, maximum: 100_000)
+        case "exec-grace": programs.graceSeconds = try seconds(key, value, origin, minimum: 0)
+        case "exec-dir": programs.directory = try nonEmpty(key, value, origin)
+        case "exec-env":
+            let names = value.split(separator: ",").map { String($0.trimmingHTTPWhitespace) }.filter { !$0.isEmpty }
+            guard names.allSatisfy({ $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") } }) else {
+                throw ConfigError(origin.description, "exec-env takes variable names separated by commas, not '\(value)'")
+            }
+            programs.environmentNames = names
         case "auth-keys": auth.keys = try nonEmpty(key, value, origin)
         case "auth-secret": auth.secret = try nonEmpty(key, value, origin)
         case "auth-basic": auth.passwords = try nonEmpty(key, value, origin)

@@ -16,7 +16,7 @@ extension Configuration {
         "shutdown-timeout", "origin", "user", "unix-mode", "workers", "web", "access-log", "trusted-proxy",
         "proxy-protocol-from", "admin-listen", "drain-delay", "max-connections-per-client", "upgrade-rate", "upgrade-burst",
         "auth-keys", "auth-secret", "auth-token", "auth-issuer", "auth-audience", "auth-leeway", "auth-require-exp",
-        "auth-basic", "auth-realm", "record", "record-max",
+        "auth-basic", "auth-realm", "max-programs", "exec-grace", "exec-env", "exec-dir", "record", "record-max",
         "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "peer-tls-ca",
         "peer-tls-verify", "compression", "compression-level", "server-max-window-bits", "client-max-window-bits",
         "server-no-context-takeover", "client-no-context-takeover", "backend",
@@ -57,6 +57,10 @@ extension Configuration {
         case "max-connections-per-client": return [String(maxConnectionsPerClient)]
         case "upgrade-rate": return [String(upgradeRate)]
         case "upgrade-burst": return [String(upgradeBurst)]
+        case "max-programs": return [String(programs.maxPrograms)]
+        case "exec-grace": return [String(programs.graceSeconds)]
+        case "exec-env": return programs.environmentNames.isEmpty ? [] : [programs.environmentNames.joined(separator: ", ")]
+        case "exec-dir": return programs.directory.map { [$0] } ?? []
         case "auth-keys": return auth.keys.map { [$0] } ?? []
         case "auth-secret": return auth.secret.map { [$0] } ?? []
         case "auth-token": return [auth.tokenSources.map(\.description).joined(separator: ", ")]
@@ -99,6 +103,8 @@ extension Configuration {
         case "web": return "plain HTTP requests get a 426 page"
         case "access-log": return "no access log"
         case "trusted-proxy": return "no proxy is trusted"
+        case "exec-env": return "programs get none of the gateway's environment"
+        case "exec-dir": return "programs run in their own directory"
         case "auth-keys": return "no public keys for tokens"
         case "auth-secret": return "no HMAC secret for tokens"
         case "auth-issuer": return "any issuer"

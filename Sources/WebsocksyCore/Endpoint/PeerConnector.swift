@@ -59,8 +59,8 @@ final class PeerConnector: EventHandler {
             }
         case .unixStream(let path), .unixDatagram(let path):
             candidates = [SocketAddress.unix(path, socketType: type)]
-        case .echo:
-            return .failed("echo:// has no socket")
+        case .echo, .program:
+            return .failed("\(address) has no socket to connect")
         }
         if let refusal = keepAllowedCandidates() {
             isFinished = true

@@ -9,6 +9,9 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
     /// A Unix stream socket; a path starting with `@` names a Linux abstract socket.
     case unixStream(path: String)
     case unixDatagram(path: String)
+    /// A program started for the connection (`exec:///PATH?ARG&ARG`): its stdin and stdout are the
+    /// peer. Arguments are percent-decoded (`%20` a space, `%26` an `&`); no shell is involved.
+    case program(path: String, arguments: [String])
 
     /// Parses `scheme://rest`. `defaultPort` fills in a missing port for tcp and udp. A host without a
     /// scheme is taken as TCP (as websocksy does); `assumedTCP` reports that so the caller can warn.
@@ -35,12 +38,23 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
             case "tls": return .tls(host: host, port: port)
             default: return .udp(host: host, port: port)
             }
+        case "exec":
+            let path = rest.prefix { $0 != "?" }
+            guard path.hasPrefix("/"), path.count > 1 else { throw PeerAddressError("exec:// needs an absolute program path, e.g. exec:///usr/bin/cat, got '\(text)'") }
+            var arguments: [String] = []
+            if path.endIndex < rest.endIndex {
+                for item in rest[rest.index(after: path.endIndex)...].split(separator: "&", omittingEmptySubsequences: false) {
+                    guard let argument = percentDecoded(item) else { throw PeerAddressError("bad %-escape in the arguments of '\(text)'") }
+                    arguments.append(argument)
+                }
+            }
+            return .program(path: String(path), arguments: arguments)
         case "unix", "unix-dgram":
             guard !rest.isEmpty else { throw PeerAddressError("'\(text)' has no socket path") }
             guard rest.utf8.count < 108 else { throw PeerAddressError("socket path in '\(text)' is longer than 107 bytes") }
             return scheme == "unix" ? .unixStream(path: String(rest)) : .unixDatagram(path: String(rest))
         default:
-            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, tls, udp, unix, unix-dgram, echo)")
+            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, tls, udp, unix, unix-dgram, exec, echo)")
         }
     }
 
@@ -96,11 +110,51 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
         case .udp(let h, let p): h.contains(":") ? "udp://[\(h)]:\(p)" : "udp://\(h):\(p)"
         case .unixStream(let path): "unix://\(path)"
         case .unixDatagram(let path): "unix-dgram://\(path)"
+        case .program(let path, let arguments):
+            "exec://\(path)" + (arguments.isEmpty ? "" : "?" + arguments.map(Self.percentEncoded).joined(separator: "&"))
         }
+    }
+
+    /// `%XX` escapes decoded (`+` stays a plus); nil for a bad escape or invalid UTF-8.
+    static func percentDecoded(_ text: Substring) -> String? {
+        var out: [UInt8] = []
+        var bytes = text.utf8.makeIterator()
+        while let byte = bytes.next() {
+            guard byte == UInt8(ascii: "%") else { out.append(byte); continue }
+            guard let high = bytes.next().flatMap(hexDigit), let low = bytes.next().flatMap(hexDigit) else { return nil }
+            out.append(high << 4 | low)
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    private static func hexDigit(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// An argument as `description` writes it: bytes that would change its meaning or a log line escaped.
+    private static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if byte > 0x20 && byte < 0x7F && byte != UInt8(ascii: "%") && byte != UInt8(ascii: "&") {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded
+            }
+        }
+        return out
     }
 }
 
 public struct PeerAddressError: Error, CustomStringConvertible, Sendable {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+private extension String {
+    var leftPadded: String { count == 1 ? "0" + self : self }
 }

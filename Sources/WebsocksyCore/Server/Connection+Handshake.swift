@@ -74,7 +74,7 @@ extension Connection {
             if choice.address == .echo {
                 completeUpgrade(peer: .echo)
             } else {
-                connectPeer(choice)
+                connectPeer(choice, for: request)
             }
         }
     }

@@ -3,7 +3,7 @@ import Glibc
 /// Connecting the peer the backend chose, before the 101 (websocksy does the same): a peer that
 /// cannot be reached gets the client a 502 instead of an upgrade that closes at once.
 extension Connection {
-    func connectPeer(_ choice: PeerChoice) {
+    func connectPeer(_ choice: PeerChoice, for request: HandshakeRequest) {
         guard let framing = choice.framing else {
             refuse(.init(.internalServerError, "no framing function for the peer"))
             return
@@ -12,6 +12,9 @@ extension Connection {
         lineEnd = choice.address.isDatagram ? nil : choice.lineEnd
         peerAddress = choice.address
         sendsProxyHeader = choice.sendsProxyHeader && !choice.address.isDatagram
+        if case .program(let path, let arguments) = choice.address {
+            return startProgram(path, arguments, request: request, subprotocol: choice.subprotocol)
+        }
         setState(.connectingPeer)
         peerConnectStarted = MonotonicClock.nowMicroseconds()
         deadline = server.now + server.limits.connectTimeoutMilliseconds
@@ -71,6 +74,33 @@ extension Connection {
             let endpoint = try StreamEndpoint(server: server, fd: fd, registration: registration, owner: self)
             endpoint.inboxLimit = limits.peerBufferBytes
             completeUpgrade(peer: .stream(endpoint))
+        }
+    }
+
+    /// An `exec://` peer: started now, bridged at once through its stdin/stdout socket.
+    private func startProgram(_ path: String, _ arguments: [String], request: HandshakeRequest, subprotocol: String?) {
+        let port = client4or6.map { String($0.port) }
+        let environment = ProgramEnvironment.variables(
+            .init(target: request.target, headers: request.headers.all.map { ($0.name, $0.value) }, clientIP: request.clientIP,
+                  clientPort: port, serverPort: server.listeningPort, subprotocol: subprotocol, user: request.user),
+            passing: server.programs.settings.environmentNames) { name in getenv(name).map { String(cString: $0) } }
+        let started: (RunningProgram, Int32)
+        do throws(Programs.StartError) {
+            started = try server.programs.start(path: path, arguments: arguments, environment: environment, client: clientAddress)
+        } catch {
+            if case .capacity = error { return refuse(.init(.serviceUnavailable, "\(error)")) }
+            return refuse(.init(.badGateway, "\(error)"))
+        }
+        let (program, fd) = started
+        self.program = program
+        program.onExit = { [unowned self] status in bridge?.programExited(status) }
+        do throws(SystemError) {
+            let endpoint = try StreamEndpoint(server: server, fd: fd, owner: self)
+            endpoint.inboxLimit = server.limits.peerBufferBytes
+            completeUpgrade(peer: .stream(endpoint))
+        } catch {
+            close(fd)
+            refuse(.init(.badGateway, "\(error)"))
         }
     }
 

@@ -70,6 +70,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     /// The route's `record` option, for the recording started at the 101 (`Bridge+Recording.swift`).
     var recordChoice: RecordChoice?
     var pendingUpgrade: (key: String, subprotocol: String?, compression: PerMessageDeflate?)?
+    /// The `exec://` program serving this connection (its stdin and stdout are the peer).
+    var program: RunningProgram?
     /// A tls:// peer whose handshake the 101 waits for.
     var securingPeer: StreamEndpoint?
     private(set) var bridge: Bridge?
@@ -201,6 +203,8 @@ final class Connection: StreamEndpointOwner, ListMember {
         connector = nil
         securingPeer?.close()
         securingPeer = nil
+        if let program { server.programs.release(program, now: server.now) }
+        program = nil
         fileBody = nil
         framer = nil
         server.connectionClosed(self)

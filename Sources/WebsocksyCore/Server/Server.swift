@@ -31,6 +31,8 @@ public final class Server {
     let tls: TLSContext
     /// Tokens and passwords checked at the upgrade (`auth-*`); nil when none are configured.
     private(set) var auth: Authenticator?
+    /// `exec://` programs started for connections, until reaped.
+    private(set) var programs: Programs!
     /// The thread htpasswd checks run on, made with the first `auth-basic`.
     private(set) var passwordChecks: PasswordChecks?
     private var listener: Listener?
@@ -61,6 +63,8 @@ public final class Server {
     var quietClosures = QuietClosures()
 
     public var listeningAddress: String { listener?.boundDescription ?? "" }
+    /// The listening port as text (`SERVER_PORT` of exec:// programs).
+    var listeningPort: String { listeningAddress.split(separator: ":").last.map(String.init) ?? "" }
 
     public init(configuration: Configuration, pluginDirectory: String,
                 reloadSource: (() throws(ConfigError) -> Configuration)? = nil) throws(ConfigError) {
@@ -101,6 +105,7 @@ public final class Server {
             self.connections.members.compactMap { $0.bridge }.filter { $0.heldBytes > 0 }
         }
         try useAuth(configuration.auth)
+        programs = Programs(reactor: reactor, settings: configuration.programs)
         if let admin = configuration.adminListen {
             let (host, port) = Self.hostAndPort(admin)
             adminListener = try Listener(host: host, port: port, unixMode: 0o600) { [unowned self] fd, _ in
@@ -142,6 +147,7 @@ public final class Server {
         for endpoint in finishing.snapshot { endpoint.close() }
         queries.stopAtExit()
         passwordChecks?.stopAtExit()
+        programs.stopAll()
         listener?.stop(reactor)
         for admin in admins.snapshot { admin.expire() }
         adminListener?.stop(reactor)
@@ -219,6 +225,7 @@ public final class Server {
                 Log.error("authentication settings not changed: \(error)")
             }
         }
+        programs.settings = fresh.programs
         limits = Limits(fresh)
         // Open connections keep the pool they negotiated with.
         if fresh.deflate != configuration.deflate { compression = CompressionPool(settings: fresh.deflate) }
@@ -377,6 +384,7 @@ public final class Server {
         }
         returnFreedMemory()
         clientLimits.sweep(now: now)
+        programs.sweep(now: now)
         for admin in admins.snapshot where now >= admin.deadline { admin.expire() }
         if let summary = quietClosures.summary(now: now) { Log.info(summary) }
     }
