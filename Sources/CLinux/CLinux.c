@@ -86,7 +86,10 @@ const char *clinux_gai_strerror(int code) { return gai_strerror(code); }
 int clinux_eai_inprogress(void) { return EAI_INPROGRESS; }
 
 int clinux_crypt_supported(const char *hash) {
-    return crypt_checksalt(hash) == CRYPT_SALT_OK;
+    /* libxcrypt calls SHA-crypt $5$ "legacy" (still fine for passwords; which methods are
+     * accepted is decided by the caller's list of prefixes). */
+    int verdict = crypt_checksalt(hash);
+    return verdict == CRYPT_SALT_OK || verdict == CRYPT_SALT_METHOD_LEGACY;
 }
 
 int clinux_crypt_matches(const char *password, const char *hash) {

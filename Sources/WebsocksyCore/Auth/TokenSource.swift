@@ -64,7 +64,8 @@ public enum TokenSource: Equatable, Sendable, CustomStringConvertible {
         guard let question = target.firstIndex(of: "?") else { return nil }
         for pair in target[target.index(after: question)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if percentDecoded(parts[0]) == name { return parts.count > 1 ? percentDecoded(parts[1]) : "" }
+            // A value with a bad escape is still the token given (refused as malformed, not as missing).
+            if percentDecoded(parts[0]) == name { return parts.count > 1 ? percentDecoded(parts[1]) ?? String(parts[1]) : "" }
         }
         return nil
     }

@@ -60,7 +60,9 @@ struct PeerAllowList {
                 host = String(host[host.index(after: host.startIndex)..<close]) + String(host[host.index(after: close)...])
             }
             if let range = AddressRange.parse(host) { return .network(scheme: scheme, range: range, ports: ports) }
-            guard !host.isEmpty, !host.contains("/"), !host.contains(":"), host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else { return nil }
+            // A name has a letter: "300.0.0.1" is a mistyped address, not a host to resolve.
+            guard !host.isEmpty, host.contains(where: \.isLetter),
+                  host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_") }) else { return nil }
             return .host(scheme: scheme, name: canonicalName(host), ports: ports)
         default:
             return nil

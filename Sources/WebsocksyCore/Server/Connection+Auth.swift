@@ -35,7 +35,7 @@ extension Connection {
             proceed(user)
         case .credentials(let user, let password):
             let authorization = headers.first("Authorization")!
-            let id = checks.check(.init(file: file, user: user, password: password)) { [unowned self] matched in
+            let queued = checks.check(.init(file: file, user: user, password: password), client: client4or6.map { ForwardedClient.hostPart($0.description) } ?? clientAddress) { [unowned self] matched in
                 pendingPasswordCheck = nil
                 client.inboxLimit = Int.max
                 guard matched else {
@@ -45,8 +45,11 @@ extension Connection {
                 if record.user == nil { record.user = user }
                 proceed(user)
             }
-            guard let id else { return refuse(.init(.serviceUnavailable, "too many password checks waiting")) }
-            pendingPasswordCheck = id
+            switch queued {
+            case .success(let id): pendingPasswordCheck = id
+            case .failure(.busy): return refuse(.init(.serviceUnavailable, "too many password checks waiting"))
+            case .failure(.clientBusy): return refuse(.init(.tooManyRequests, "password checks from this address already waiting", retryAfter: 1))
+            }
             setState(.authenticating)
             deadline = server.now + server.limits.backendTimeoutMilliseconds
             client.inboxLimit = client.inbox.count + Self.inboxWhileWaiting
