@@ -51,6 +51,9 @@ public struct PeerChoice {
     /// Resolved addresses (4 or 16 bytes) the connection may use; nil: any. The `token` backend's
     /// allow-list for a host name that is not listed by name.
     var addressCheck: (([UInt8]) -> Bool)?
+    /// One peer for every client of this route (`share`); nil: one per client (FIFOs and standard
+    /// input are shared whatever this says).
+    public var sharing: SharingSettings?
 
     public init(address: PeerAddress, subprotocol: String?, framing: ws_framing?, framingConfig: FramingConfig?,
                 compression: CompressionChoice? = nil, record: RecordChoice? = nil, lineEnd: [UInt8]? = nil) {
@@ -96,6 +99,8 @@ final class PeerOptions {
     var compression: CompressionChoice?
     var record: RecordChoice?
     var sendsProxyHeader: Bool?
+    var sharing: SharingSettings??
+    var slowClient: SharingSettings.SlowClient?
     /// The refusal a backend that names no peer wants instead of 404 (Redis unreachable: 503).
     var status: HTTPStatus?
 
@@ -116,6 +121,16 @@ final class PeerOptions {
             guard let choice = Self.proxyProtocol(value) else { return "proxy-protocol must be v2 or off, not '\(LogText.capped(value))'" }
             sendsProxyHeader = choice
             return nil
+        case "share":
+            guard let mode = SharingSettings.mode(value) else { return "share must be off, broadcast or readonly, not '\(LogText.capped(value))'" }
+            var settings = SharingSettings()
+            if let mode { settings.mode = mode }
+            sharing = .some(mode == nil ? nil : settings)
+            return nil
+        case "slow-client":
+            guard let policy = SharingSettings.SlowClient(rawValue: value) else { return "slow-client must be drop, close or hold, not '\(LogText.capped(value))'" }
+            slowClient = policy
+            return nil
         case "status":
             guard let code = Int(value), let status = HTTPStatus(rawValue: code), code >= 400 else {
                 return "status must be one of 400, 401, 403, 404, 429, 500, 502, 503, 504, not '\(LogText.capped(value))'"
@@ -123,7 +138,7 @@ final class PeerOptions {
             self.status = status
             return nil
         default:
-            return "unknown option '\(LogText.capped(key))' (known: compression, record, proxy-protocol, status)"
+            return "unknown option '\(LogText.capped(key))' (known: compression, record, proxy-protocol, status, share, slow-client)"
         }
     }
 

@@ -17,6 +17,9 @@ public final class DefaultPeerBackend: Backend {
     private var framingConfig: FramingConfig?
     /// `proxy-protocol = v2`: every peer (the host's and the services') is told the client's address.
     private var sendsProxyHeader = false
+    /// `share`, `slow-client`, `slow-client-limit`: one peer for all clients.
+    private var sharing: SharingSettings?
+    private var slowClient = SharingSettings()
 
     public init() {}
 
@@ -36,7 +39,20 @@ public final class DefaultPeerBackend: Backend {
         case "proxy-protocol":
             guard let choice = PeerOptions.proxyProtocol(value) else { throw BackendError("proxy-protocol must be v2 or off, not '\(value)'") }
             sendsProxyHeader = choice
-        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service, proxy-protocol)")
+        case "share":
+            guard let mode = SharingSettings.mode(value) else { throw BackendError("share must be off, broadcast or readonly, not '\(value)'") }
+            sharing = mode.map { var s = slowClient; s.mode = $0; return s }
+        case "slow-client":
+            guard let policy = SharingSettings.SlowClient(rawValue: value) else { throw BackendError("slow-client must be drop, close or hold, not '\(value)'") }
+            slowClient.slowClient = policy
+            sharing?.slowClient = policy
+        case "slow-client-limit":
+            guard let bytes = ByteSize.parse(value), bytes >= 4096, bytes <= 1 << 30 else {
+                throw BackendError("slow-client-limit must be a size from 4k to 1G, not '\(value)'")
+            }
+            slowClient.slowClientLimit = Int(bytes)
+            sharing?.slowClientLimit = Int(bytes)
+        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service, proxy-protocol, share, slow-client, slow-client-limit)")
         }
     }
 
@@ -69,8 +85,10 @@ public final class DefaultPeerBackend: Backend {
 
     public func query(_ request: HandshakeRequest) -> BackendAnswer {
         let answer = choose(request)
-        guard sendsProxyHeader, case .peer(var choice) = answer else { return answer }
-        choice.sendsProxyHeader = true
+        guard sendsProxyHeader || sharing != nil || slowClient != SharingSettings(), case .peer(var choice) = answer else { return answer }
+        choice.sendsProxyHeader = sendsProxyHeader
+        // FIFOs and standard input are shared anyway: they take the slow-client settings too.
+        choice.sharing = sharing ?? (choice.address.isInherentlyShared ? slowClient : nil)
         return .peer(choice)
     }
 

@@ -100,6 +100,8 @@ struct PeerAllowList {
             return .refused("echo:// is not in the allow-list")
         case .program(let path, _):
             return entries.contains(.program(path: path)) ? .allowed : .refused("exec://\(path) is not in the allow-list")
+        case .fifo, .fifoOut, .standardInput:
+            return .refused("\(address.scheme):// peers are not for tokens to name")
         case .tcp(let host, let port), .tls(let host, let port), .udp(let host, let port):
             let scheme = address.scheme
             guard let number = Int(port) else { return .refused("port '\(LogText.capped(port, to: 32))' is not a number") }
@@ -145,6 +147,9 @@ extension PeerAddress {
         case .unixStream: "unix"
         case .unixDatagram: "unix-dgram"
         case .program: "exec"
+        case .fifo: "fifo"
+        case .fifoOut: "fifo-out"
+        case .standardInput: "stdin"
         }
     }
 }

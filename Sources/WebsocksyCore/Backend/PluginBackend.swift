@@ -94,6 +94,10 @@ public final class PluginBackend: Backend {
                                 framing: info.framing ?? FramingRegistry.lookup("auto"), framingConfig: config,
                                 compression: options.compression, record: options.record)
         choice.sendsProxyHeader = options.sendsProxyHeader ?? false
+        if case .some(var sharing) = options.sharing {
+            if let policy = options.slowClient { sharing?.slowClient = policy }
+            choice.sharing = sharing
+        }
         return .peer(choice)
     }
 
@@ -117,8 +121,12 @@ public final class PluginBackend: Backend {
             return try PeerAddress.parse("unix://\(host)")
         case peer_unix_dgram:
             return try PeerAddress.parse("unix-dgram://\(host)")
+        case peer_fifo_rx:
+            return try PeerAddress.parse("fifo://\(host)")
+        case peer_fifo_tx:
+            return try PeerAddress.parse("fifo-out://\(host)")
         default:
-            throw PeerAddressError("transport \(transport.rawValue) (fifo) is not supported")
+            throw PeerAddressError("unknown transport \(transport.rawValue)")
         }
     }
 

@@ -9,7 +9,7 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
         switch peer {
         case .stream(let endpoint): outcome = frame(&endpoint.inbox, lastRead: count)
         case .datagram(let endpoint): outcome = frame(&endpoint.inbox, lastRead: count)
-        case .echo, .gone: return
+        case .shared, .echo, .gone: return
         }
         framed(outcome)
     }
@@ -70,7 +70,7 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
     func peerEnded() {
         switch peer {
         case .stream(let endpoint): deliverRemainder(&endpoint.inbox)
-        case .datagram, .echo, .gone: break
+        case .datagram, .shared, .echo, .gone: break
         }
         if programOutputEnded() { return }
         Log.debug("\(clientAddress): peer closed the connection")

@@ -12,6 +12,8 @@ final class Bridge: StreamEndpointOwner {
         case echo
         case stream(StreamEndpoint)
         case datagram(DatagramEndpoint)
+        /// One peer for many clients (`share`, FIFOs, standard input).
+        case shared(SharedPeer)
         case gone
     }
 
@@ -55,6 +57,7 @@ final class Bridge: StreamEndpointOwner {
         switch peer {
         case .stream(let endpoint): endpoint.owner = self
         case .datagram(let endpoint): endpoint.owner = self
+        case .shared(let shared): shared.attach(self)
         case .echo, .gone: break
         }
     }
@@ -140,9 +143,34 @@ final class Bridge: StreamEndpointOwner {
             chargeUnreadReply()
         case .datagram(let endpoint):
             deliverDatagram(endpoint, payload, messageStart: messageStart, messageEnd: messageEnd)
+        case .shared(let shared):
+            // Whole messages only: fragments of two clients must not interleave at the peer.
+            guard let message = assemble(payload, messageStart, messageEnd), !isEnded else { return }
+            if !shared.send(message) { connection.record.dropped += 1 }
+            releaseAssembly()
         case .gone:
             break
         }
+    }
+
+    /// A message of the shared peer for this client, under its `slow-client` policy.
+    func sendShared(_ opcode: Opcode, _ message: UnsafeRawBufferPointer, _ settings: SharingSettings) {
+        guard !isEnded, session.canSend else { return }
+        if client.queuedBytes > settings.slowClientLimit {
+            switch settings.slowClient {
+            case .drop:
+                connection.record.dropped += 1
+                return
+            case .close:
+                connection.record.dropped += 1
+                Log.info("\(clientAddress): more than \(settings.slowClientLimit) bytes of the shared peer waiting for this client; closing with 1008")
+                return failConnection(.policyViolation, reason: "too slow for the shared peer")
+            case .hold:
+                break  // the shared peer stops reading until this client catches up
+            }
+        }
+        lastData = server.now
+        sendFrame(opcode, message)
     }
 
     // MARK: To the client
@@ -241,6 +269,7 @@ final class Bridge: StreamEndpointOwner {
         switch peer {
         case .stream(let endpoint): endpoint.finish()
         case .datagram(let endpoint): endpoint.finish()
+        case .shared(let shared): shared.detach(self)
         case .echo, .gone: break
         }
         peer = .gone
@@ -255,6 +284,7 @@ final class Bridge: StreamEndpointOwner {
         switch peer {
         case .stream(let endpoint): endpoint.queuedBytes
         case .datagram(let endpoint): endpoint.queuedBytes
+        case .shared(let shared): shared.queuedBytes
         case .echo, .gone: 0
         }
     }
@@ -285,11 +315,12 @@ final class Bridge: StreamEndpointOwner {
         }
     }
 
+    /// A shared peer is never paused for one client: its `slow-client` policy decides.
     func pausePeer() {
         switch peer {
         case .stream(let endpoint): endpoint.pauseReading()
         case .datagram(let endpoint): endpoint.pauseReading()
-        case .echo, .gone: break
+        case .shared, .echo, .gone: break
         }
     }
 
@@ -297,6 +328,7 @@ final class Bridge: StreamEndpointOwner {
         switch peer {
         case .stream(let endpoint): endpoint.resumeReading()
         case .datagram(let endpoint): endpoint.resumeReading()
+        case .shared(let shared): shared.subscriberDrained()
         case .echo, .gone: break
         }
     }

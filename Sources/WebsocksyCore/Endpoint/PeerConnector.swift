@@ -59,7 +59,7 @@ final class PeerConnector: EventHandler {
             }
         case .unixStream(let path), .unixDatagram(let path):
             candidates = [SocketAddress.unix(path, socketType: type)]
-        case .echo, .program:
+        case .echo, .program, .fifo, .fifoOut, .standardInput:
             return .failed("\(address) has no socket to connect")
         }
         if let refusal = keepAllowedCandidates() {

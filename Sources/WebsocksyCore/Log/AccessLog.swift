@@ -56,6 +56,8 @@ struct ConnectionRecord {
     var closedBy: String?
     /// Who authenticated (a token's `sub`, an htpasswd user).
     var user: String?
+    /// Messages not delivered on a shared peer (either way); logged as `dropped=` when not 0.
+    var dropped = 0
 
     /// Longest value of one field, in bytes, before it is cut (a request target can be 16 KB).
     static let fieldLimit = 1024
@@ -79,6 +81,7 @@ struct ConnectionRecord {
             + "proto=\(Self.field(subprotocol ?? "-")) peer=\(Self.field(peer ?? "-")) "
             + "in=\(messagesIn)/\(bytesIn) out=\(messagesOut)/\(bytesOut) time=\(duration) "
             + "close=\(closeCode.map(String.init) ?? "-") by=\(closedBy ?? "-") user=\(Self.field(user ?? "-"))"
+            + (dropped > 0 ? " dropped=\(dropped)" : "")
     }
 
     private static func field(_ value: String, quoted: Bool = false) -> String {

@@ -8,8 +8,11 @@ final class Metrics {
     /// Bytes and messages each way, from the client's point of view: `in` is what clients sent.
     struct Traffic {
         var messagesIn = 0, bytesIn = 0, messagesOut = 0, bytesOut = 0
+        /// Messages of a shared peer not delivered to a slow client, or from a client not delivered.
+        var dropped = 0
 
         mutating func add(_ record: ConnectionRecord) {
+            dropped += record.dropped
             messagesIn += record.messagesIn
             bytesIn += record.bytesIn
             messagesOut += record.messagesOut
@@ -74,12 +77,15 @@ final class Metrics {
         traffic.bytesIn += now.openTraffic.bytesIn
         traffic.messagesOut += now.openTraffic.messagesOut
         traffic.bytesOut += now.openTraffic.bytesOut
+        traffic.dropped += now.openTraffic.dropped
         out.family("websocksy_messages_total", "counter", "Data messages: in = from clients, out = to clients.")
         out.sample("websocksy_messages_total", [("direction", "in")], traffic.messagesIn)
         out.sample("websocksy_messages_total", [("direction", "out")], traffic.messagesOut)
         out.family("websocksy_payload_bytes_total", "counter", "Message payload bytes: in = from clients, out = to clients.")
         out.sample("websocksy_payload_bytes_total", [("direction", "in")], traffic.bytesIn)
         out.sample("websocksy_payload_bytes_total", [("direction", "out")], traffic.bytesOut)
+        out.single("websocksy_shared_dropped_messages_total", "counter",
+                   "Messages of shared peers dropped: for clients too slow (slow-client = drop), or sent by read-only clients.", traffic.dropped)
         out.family("websocksy_tls_handshakes_total", "counter", "Client TLS handshakes, by result.")
         out.sample("websocksy_tls_handshakes_total", [("result", "ok")], tlsHandshakes)
         out.sample("websocksy_tls_handshakes_total", [("result", "failed")], tlsFailures)

@@ -12,6 +12,13 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
     /// A program started for the connection (`exec:///PATH?ARG&ARG`): its stdin and stdout are the
     /// peer. Arguments are percent-decoded (`%20` a space, `%26` an `&`); no shell is involved.
     case program(path: String, arguments: [String])
+    /// A named pipe read for what clients get (`fifo://PATH`), created when missing; with `?out=PATH`
+    /// what clients send is written into a second one. Always shared by all its clients.
+    case fifo(path: String, out: String?)
+    /// Only a named pipe for what clients send (`fifo-out://PATH`, gwsocket's `--pipeout`).
+    case fifoOut(path: String)
+    /// The gateway's standard input (`stdin://`), for a gateway at the end of a pipeline. Shared.
+    case standardInput
 
     /// Parses `scheme://rest`. `defaultPort` fills in a missing port for tcp and udp. A host without a
     /// scheme is taken as TCP (as websocksy does); `assumedTCP` reports that so the caller can warn.
@@ -49,12 +56,27 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
                 }
             }
             return .program(path: String(path), arguments: arguments)
+        case "fifo", "fifo-out":
+            let path = rest.prefix { $0 != "?" }
+            guard path.hasPrefix("/") || !path.isEmpty else { throw PeerAddressError("'\(text)' has no FIFO path") }
+            var out: String?
+            if path.endIndex < rest.endIndex {
+                let option = rest[rest.index(after: path.endIndex)...]
+                guard scheme == "fifo", option.hasPrefix("out="), option.count > 4 else {
+                    throw PeerAddressError("fifo:// takes one option, ?out=PATH, got '\(text)'")
+                }
+                out = String(option.dropFirst(4))
+            }
+            return scheme == "fifo" ? .fifo(path: String(path), out: out) : .fifoOut(path: String(path))
+        case "stdin":
+            guard rest.isEmpty || rest == "/" else { throw PeerAddressError("stdin:// takes no address, got '\(text)'") }
+            return .standardInput
         case "unix", "unix-dgram":
             guard !rest.isEmpty else { throw PeerAddressError("'\(text)' has no socket path") }
             guard rest.utf8.count < 108 else { throw PeerAddressError("socket path in '\(text)' is longer than 107 bytes") }
             return scheme == "unix" ? .unixStream(path: String(rest)) : .unixDatagram(path: String(rest))
         default:
-            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, tls, udp, unix, unix-dgram, exec, echo)")
+            throw PeerAddressError("unsupported peer scheme '\(scheme)://' in '\(text)' (supported: tcp, tls, udp, unix, unix-dgram, exec, fifo, fifo-out, stdin, echo)")
         }
     }
 
@@ -112,6 +134,17 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
         case .unixDatagram(let path): "unix-dgram://\(path)"
         case .program(let path, let arguments):
             "exec://\(path)" + (arguments.isEmpty ? "" : "?" + arguments.map(Self.percentEncoded).joined(separator: "&"))
+        case .fifo(let path, let out): "fifo://\(path)" + (out.map { "?out=\($0)" } ?? "")
+        case .fifoOut(let path): "fifo-out://\(path)"
+        case .standardInput: "stdin://"
+        }
+    }
+
+    /// Peers that exist once, whatever the number of clients: always shared.
+    var isInherentlyShared: Bool {
+        switch self {
+        case .fifo, .fifoOut, .standardInput: true
+        default: false
         }
     }
 

@@ -12,6 +12,9 @@ extension Connection {
         lineEnd = choice.address.isDatagram ? nil : choice.lineEnd
         peerAddress = choice.address
         sendsProxyHeader = choice.sendsProxyHeader && !choice.address.isDatagram
+        if choice.sharing != nil || choice.address.isInherentlyShared {
+            return joinShared(choice)
+        }
         if case .program(let path, let arguments) = choice.address {
             return startProgram(path, arguments, request: request, subprotocol: choice.subprotocol)
         }
@@ -75,6 +78,29 @@ extension Connection {
             endpoint.inboxLimit = limits.peerBufferBytes
             completeUpgrade(peer: .stream(endpoint))
         }
+    }
+
+    /// A shared peer: bridged once it is open (at once when it already is).
+    private func joinShared(_ choice: PeerChoice) {
+        framer = nil
+        lineEnd = nil
+        let shared = server.sharedPeers.peer(for: choice, settings: choice.sharing ?? SharingSettings())
+        setState(.connectingPeer)
+        deadline = server.now + server.limits.connectTimeoutMilliseconds
+        joiningShared = shared
+        shared.join(self)
+    }
+
+    func sharedPeerReady(_ shared: SharedPeer) {
+        joiningShared = nil
+        guard state == .connectingPeer else { return }
+        completeUpgrade(peer: .shared(shared))
+    }
+
+    func sharedPeerFailed(_ why: String) {
+        joiningShared = nil
+        guard state == .connectingPeer else { return }
+        refuse(.init(.badGateway, "shared peer unavailable: \(why)"))
     }
 
     /// An `exec://` peer: started now, bridged at once through its stdin/stdout socket.

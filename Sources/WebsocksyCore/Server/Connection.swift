@@ -72,6 +72,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     var pendingUpgrade: (key: String, subprotocol: String?, compression: PerMessageDeflate?)?
     /// The `exec://` program serving this connection (its stdin and stdout are the peer).
     var program: RunningProgram?
+    /// The shared peer this connection waits to open before its 101.
+    var joiningShared: SharedPeer?
     /// A tls:// peer whose handshake the 101 waits for.
     var securingPeer: StreamEndpoint?
     private(set) var bridge: Bridge?
@@ -204,6 +206,8 @@ final class Connection: StreamEndpointOwner, ListMember {
         securingPeer?.close()
         securingPeer = nil
         if let program { server.programs.release(program, now: server.now) }
+        joiningShared?.cancelJoin(self)
+        joiningShared = nil
         program = nil
         fileBody = nil
         framer = nil

@@ -33,6 +33,8 @@ public final class Server {
     private(set) var auth: Authenticator?
     /// `exec://` programs started for connections, until reaped.
     private(set) var programs: Programs!
+    /// Peers shared by all clients of a route.
+    private(set) var sharedPeers: SharedPeers!
     /// The thread htpasswd checks run on, made with the first `auth-basic`.
     private(set) var passwordChecks: PasswordChecks?
     private var listener: Listener?
@@ -106,6 +108,7 @@ public final class Server {
         }
         try useAuth(configuration.auth)
         programs = Programs(reactor: reactor, settings: configuration.programs)
+        sharedPeers = SharedPeers(server: self)
         if let admin = configuration.adminListen {
             let (host, port) = Self.hostAndPort(admin)
             adminListener = try Listener(host: host, port: port, unixMode: 0o600) { [unowned self] fd, _ in
@@ -147,6 +150,7 @@ public final class Server {
         for endpoint in finishing.snapshot { endpoint.close() }
         queries.stopAtExit()
         passwordChecks?.stopAtExit()
+        sharedPeers.stopAll()
         programs.stopAll()
         listener?.stop(reactor)
         for admin in admins.snapshot { admin.expire() }
@@ -385,6 +389,7 @@ public final class Server {
         returnFreedMemory()
         clientLimits.sweep(now: now)
         programs.sweep(now: now)
+        sharedPeers.sweep(now: now)
         for admin in admins.snapshot where now >= admin.deadline { admin.expire() }
         if let summary = quietClosures.summary(now: now) { Log.info(summary) }
     }
