@@ -26,7 +26,7 @@ fi
 PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306; FLOOR_PORT=19307
 # JSON stream rows: each gateway has its own peer port, where deflatebench listens during a run.
 DZ_PORT=19308; DZ_PEER=19309; DU_PORT=19310; DU_PEER=19311; CGZ_PORT=19312; CGZ_PEER=19313
-NGINX_PORT=19314; ADMIN_PORT=19315; HS_PORT=19316; ES_PORT=19317
+NGINX_PORT=19314; ADMIN_PORT=19315; HS_PORT=19316; ES_PORT=19317; EXEC_PORT=19318
 JSON=(-c framing=newline -c framing-config=lf)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -50,6 +50,8 @@ $RELAY "$GATEWAY" -l 127.0.0.1 -p $HS_PORT -k 0 --auth-secret "$OUT/token.secret
     -c framing=binary 2>"$OUT/gateway-hs256.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $ES_PORT -k 0 --auth-keys "$OUT/token-pub.pem" -c host=tcp://127.0.0.1:$PEER_PORT \
     -c framing=binary 2>"$OUT/gateway-es256.log" & pids+=($!)
+# A program per connection (exec://), the peer being /bin/cat.
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $EXEC_PORT -k 0 -c host=exec:///bin/cat -c framing=binary 2>"$OUT/gateway-exec.log" & pids+=($!)
 $RELAY "$OUT/upgradefloor" -p $FLOOR_PORT -P $PEER_PORT & floor_pid=$!; pids+=($floor_pid)
 "$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $DZ_PORT -k 0 --compression on -c host=tcp://127.0.0.1:$DZ_PEER "${JSON[@]}" \
@@ -160,6 +162,7 @@ R[handshake_cpu,floor]=$(cpu_per_upgrade "$floor_pid" $FLOOR_PORT)
 # Two workers: the load generator and the peer share the two cores with them (no pinning here).
 R[echo100,w2]=$(LOAD="" measure msgs_per_s -M echo -c 100 -s 1024 -u ws://127.0.0.1:$W2_PORT/)
 R[handshake,w2]=$(LOAD="" measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$W2_PORT/)
+R[echo100,exec]=$(measure msgs_per_s -M echo -c 100 -s 1024 -u ws://127.0.0.1:$EXEC_PORT/)
 
 # Idle capacity: connections held up to the descriptor limit, and the gateway's RSS per connection.
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
@@ -322,6 +325,7 @@ table=$(cat <<EOT
 |---|---|
 | echo, 100 conns, 1 KiB, \`-w 2\`: msgs/s (\`-w 1\`: ${R[echo100,gateway]}) | ${R[echo100,w2]} |
 | handshake, 10 conns, \`-w 2\`: upgrades/s (\`-w 1\`: ${R[handshake,gateway]}) | ${R[handshake,w2]} |
+| echo, 100 conns, 1 KiB, each through its own \`exec:///bin/cat\`: msgs/s, ratio to the TCP peer (${R[echo100,gateway]}) | ${R[echo100,exec]}, $(ratio "${R[echo100,exec]}" "${R[echo100,gateway]}") |
 | handshake with a token, HS256 (\`--auth-secret\`): upgrades/s, ratio to none | ${R[handshake,hs256]}, $(ratio "${R[handshake,hs256]}" "${R[handshake,gateway]}") |
 | handshake with a token, ES256 (\`--auth-keys\`, P-256): upgrades/s, ratio to none | ${R[handshake,es256]}, $(ratio "${R[handshake,es256]}" "${R[handshake,gateway]}") |
 | idle on echo://: connections open/probed, RSS bytes per connection | ${R[idle_echo,open]}, ${R[idle_echo,bytes]} |

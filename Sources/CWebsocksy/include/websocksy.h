@@ -69,7 +69,9 @@ typedef struct /*_ws_http_header*/ {
  */
 typedef int64_t (*ws_framing)(uint8_t* data, size_t length, size_t last_read, ws_operation* opcode, void** framing_data, const char* config);
 
-/* Peer transports. `peer_transport_detect` takes the transport from the scheme of `host`. */
+/* Peer transports. `peer_transport_detect` takes the transport from the scheme of `host`.
+ * `peer_fifo_rx`: the core receives from the named pipe `host` (fifo://), `peer_fifo_tx`: it
+ * transmits what clients send into it (fifo-out://); both are shared by all their clients. */
 typedef enum {
 	peer_transport_detect,
 	peer_tcp_client,
