@@ -186,7 +186,8 @@ static size_t split_fields(char* line, char* fields[4]) {
 
 /* Cuts `?KEY=VALUE&...` off the peer field and hands each option to the core. */
 static void apply_route_options(char* peer, websocket* ws) {
-	char* options = strchr(peer, '?');
+	/* An exec:// peer's query is the program's arguments: its route options follow a '#'. */
+	char* options = strchr(peer, strncmp(peer, "exec://", 7) ? '?' : '#');
 	if (!options) {
 		return;
 	}

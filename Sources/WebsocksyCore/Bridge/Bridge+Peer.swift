@@ -91,11 +91,13 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
 
     /// The exec:// program exited; once its stdout has ended too, so does the WebSocket.
     func programExited(_ status: Int32) {
-        if awaitingProgramExit { closeForProgram(status) }
+        if awaitingProgramExit { return closeForProgram(status) }
+        programExit = (status, server.now)
     }
 
-    private func closeForProgram(_ status: Int32) {
+    func closeForProgram(_ status: Int32) {
         awaitingProgramExit = false
+        programExit = nil
         if RunningProgram.succeeded(status) {
             initiateClose(.normalClosure, by: "peer")
         } else {

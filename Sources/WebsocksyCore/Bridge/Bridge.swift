@@ -26,6 +26,9 @@ final class Bridge: StreamEndpointOwner {
     var peer: Peer
     /// An exec:// program's stdout has ended and its exit status is awaited (`programExited`).
     var awaitingProgramExit = false
+    /// The program exited while something it started still holds its stdout: the WebSocket ends
+    /// at the next sweep after this time anyway (what was written meanwhile is delivered).
+    var programExit: (status: Int32, at: Int64)?
     let framer: PeerFramer?
     /// Echo and datagram peers take whole messages; fragmented ones are assembled here.
     var assembler = MessageAssembler()
@@ -144,6 +147,10 @@ final class Bridge: StreamEndpointOwner {
         case .datagram(let endpoint):
             deliverDatagram(endpoint, payload, messageStart: messageStart, messageEnd: messageEnd)
         case .shared(let shared):
+            guard shared.acceptsClientMessages else {
+                if messageEnd { connection.record.dropped += 1 }
+                return
+            }
             // Whole messages only: fragments of two clients must not interleave at the peer.
             guard let message = assemble(payload, messageStart, messageEnd), !isEnded else { return }
             if !shared.send(message) { connection.record.dropped += 1 }
@@ -267,6 +274,10 @@ final class Bridge: StreamEndpointOwner {
 
     func finishPeer() {
         switch peer {
+        case .stream(let endpoint) where connection.program != nil && endpoint.queuedBytes == 0:
+            // Not drained until it stops writing (a flooding program would be read at full
+            // speed for nothing): closed, so it reads EOF and its writes fail.
+            endpoint.close()
         case .stream(let endpoint): endpoint.finish()
         case .datagram(let endpoint): endpoint.finish()
         case .shared(let shared): shared.detach(self)

@@ -3,7 +3,8 @@ import Glibc
 
 /// The `exec://` programs this process has started, from `posix_spawn` to reaping: the cap on how
 /// many run, and the end of those whose clients have gone — EOF on stdin first (the bridge
-/// half-closes it), SIGTERM to the process group after `exec-grace`, SIGKILL after another.
+/// closes its end), SIGTERM to the process group after `exec-grace`, SIGKILL after another.
+/// A program that has exited still has its group signalled, for what it left running there.
 final class Programs {
     let reactor: Reactor
     var settings: ProgramSettings
@@ -81,15 +82,19 @@ final class Programs {
     /// exits, it gets SIGTERM after the grace period, then SIGKILL.
     func release(_ program: RunningProgram, now: Int64) {
         program.onExit = nil
-        guard program.exitStatus == nil, running[program.pid] != nil else { return }
         program.nextSignal = SIGTERM
-        program.signalAt = now + Int64(settings.graceSeconds) * 1000
+        if program.exitStatus == nil {
+            program.signalAt = now + Int64(settings.graceSeconds) * 1000
+        } else {
+            // It has exited, but what it started in its process group (`sleep 20 &`) may not
+            // have: the group gets SIGTERM now and SIGKILL after the grace period.
+            program.signalAt = now
+        }
         released[program.pid] = program
     }
 
     func exited(_ program: RunningProgram) {
         running[program.pid] = nil
-        released[program.pid] = nil
         let status = program.exitStatus ?? 0
         if RunningProgram.succeeded(status) {
             Log.debug("\(program.client): \(program.name) (pid \(program.pid)) exited with status 0")
@@ -101,21 +106,41 @@ final class Programs {
     /// Signals that are due (from the server's periodic sweep).
     func sweep(now: Int64) {
         for program in released.values where now >= program.signalAt {
-            program.signal(program.nextSignal)
+            let exited = program.exitStatus != nil
             if program.nextSignal == SIGTERM {
-                Log.info("\(program.client): \(program.name) (pid \(program.pid)) still running \(settings.graceSeconds) s after its client left; SIGTERM")
+                if exited {
+                    _ = kill(-program.pid, SIGTERM)  // leftovers of its group, if any (ESRCH: none)
+                } else {
+                    Log.info("\(program.client): \(program.name) (pid \(program.pid)) still running \(settings.graceSeconds) s after its client left; SIGTERM")
+                    program.signal(SIGTERM)
+                }
                 program.nextSignal = SIGKILL
                 program.signalAt = now + Int64(settings.graceSeconds) * 1000
             } else {
-                Log.info("\(program.client): \(program.name) (pid \(program.pid)) ignored SIGTERM; SIGKILL")
-                program.signalAt = Int64.max
+                if !exited { Log.info("\(program.client): \(program.name) (pid \(program.pid)) ignored SIGTERM; SIGKILL") }
+                _ = kill(-program.pid, SIGKILL)
+                released[program.pid] = nil
             }
         }
     }
 
-    /// At exit: every program still running gets SIGTERM (their stdin closes with the process).
+    /// At exit: every program's process group gets SIGTERM, and SIGKILL if still there after up
+    /// to a second — none outlives the gateway.
     func stopAll() {
-        for program in running.values { program.signal(SIGTERM) }
+        let groups = Array(Set(running.keys).union(released.keys))
+        guard !groups.isEmpty else { return }
+        for pid in groups { _ = kill(-pid, SIGTERM) }
+        let deadline = MonotonicClock.nowMilliseconds() + min(1000, Int64(settings.graceSeconds) * 1000)
+        var alive = groups
+        while !alive.isEmpty && MonotonicClock.nowMilliseconds() < deadline {
+            usleep(20_000)
+            alive = alive.filter { pid in
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, WNOHANG)
+                return kill(-pid, 0) == 0
+            }
+        }
+        for pid in alive { _ = kill(-pid, SIGKILL) }
     }
 }
 

@@ -51,6 +51,7 @@ private extension Connection {
 extension Bridge {
     func sweep(now: Int64) {
         guard !isEnded else { return }
+        if let exit = programExit, now - exit.at >= 200 { closeForProgram(exit.status) }
         if closeDeadline != 0 && now >= closeDeadline {
             Log.debug("\(clientAddress): no close frame from the client in time")
             abort()

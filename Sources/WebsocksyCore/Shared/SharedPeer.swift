@@ -29,6 +29,8 @@ final class SharedPeer: StreamEndpointOwner {
     /// Connections waiting for it to open before their 101.
     private var joining: [Connection] = []
     private var reopenAt: Int64 = 0
+    /// When opening gives up (a connect the kernel keeps trying), from `connect-timeout`.
+    private var openDeadline: Int64 = 0
     /// Reading is paused for `hold` until every client is below the limit.
     private var holding = false
     static let reopenDelayMilliseconds: Int64 = 1000
@@ -96,6 +98,7 @@ final class SharedPeer: StreamEndpointOwner {
 
     private func open() {
         state = .opening
+        openDeadline = server.now + server.limits.connectTimeoutMilliseconds
         framer = framing.map { PeerFramer(function: $0.function, config: $0.config, client: "shared \(key)") }
         do throws(SystemError) {
             switch address {
@@ -195,8 +198,16 @@ final class SharedPeer: StreamEndpointOwner {
     /// From the server's sweep: reopen when due, flush a write FIFO.
     func sweep(now: Int64) {
         writer?.flush()
-        if state == .closed, reopenAt != 0, now >= reopenAt, !subscribers.isEmpty { open() }
+        if state == .opening, let connector, now >= openDeadline {
+            connector.cancel()
+            self.connector = nil
+            failed("no connection within \(server.limits.connectTimeoutMilliseconds / 1000) s")
+        }
+        if state == .closed, now >= reopenAt, !subscribers.isEmpty || !joining.isEmpty { open() }
     }
+
+    /// Clients' messages are not taken (read-only clients, a source that cannot be written).
+    var acceptsClientMessages: Bool { settings.mode == .broadcast && !address.isReadOnlySource }
 
     /// At exit.
     func stop() {
