@@ -97,6 +97,10 @@ public final class PluginBackend: Backend {
         if case .some(var sharing) = options.sharing {
             if let policy = options.slowClient { sharing?.slowClient = policy }
             choice.sharing = sharing
+        } else if let policy = options.slowClient, address.isInherentlyShared {
+            var sharing = SharingSettings()
+            sharing.slowClient = policy
+            choice.sharing = sharing
         }
         return .peer(choice)
     }

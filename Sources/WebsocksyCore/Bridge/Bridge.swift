@@ -24,6 +24,8 @@ final class Bridge: StreamEndpointOwner {
     let client: StreamEndpoint
     var session: WebSocketSession
     var peer: Peer
+    /// The route's sharing mode and slow-client policy, for a shared peer.
+    var sharing = SharingSettings()
     /// An exec:// program's stdout has ended and its exit status is awaited (`programExited`).
     var awaitingProgramExit = false
     /// The program exited while something it started still holds its stdout: the WebSocket ends
@@ -147,7 +149,7 @@ final class Bridge: StreamEndpointOwner {
         case .datagram(let endpoint):
             deliverDatagram(endpoint, payload, messageStart: messageStart, messageEnd: messageEnd)
         case .shared(let shared):
-            guard shared.acceptsClientMessages else {
+            guard sharing.mode == .broadcast, !shared.isReadOnly else {
                 if messageEnd { connection.record.dropped += 1 }
                 return
             }
@@ -161,8 +163,9 @@ final class Bridge: StreamEndpointOwner {
     }
 
     /// A message of the shared peer for this client, under its `slow-client` policy.
-    func sendShared(_ opcode: Opcode, _ message: UnsafeRawBufferPointer, _ settings: SharingSettings) {
+    func sendShared(_ opcode: Opcode, _ message: UnsafeRawBufferPointer) {
         guard !isEnded, session.canSend else { return }
+        let settings = sharing
         if client.queuedBytes > settings.slowClientLimit {
             switch settings.slowClient {
             case .drop:

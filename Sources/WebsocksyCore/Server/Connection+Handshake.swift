@@ -91,6 +91,7 @@ extension Connection {
         let bridge = Bridge(connection: self, client: client, peer: peer, framer: framer, compression: compression)
         bridge.startRecording(recordChoice)
         bridge.lineMode = lineEnd.map { LineMode(end: $0) }
+        if let sharing { bridge.sharing = sharing }
         becomeOpen(bridge)
         client.resumeReading()
         // Frames may have arrived right behind the request.

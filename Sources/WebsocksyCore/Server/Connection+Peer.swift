@@ -84,7 +84,8 @@ extension Connection {
     private func joinShared(_ choice: PeerChoice) {
         framer = nil
         lineEnd = nil
-        let shared = server.sharedPeers.peer(for: choice, settings: choice.sharing ?? SharingSettings())
+        sharing = choice.sharing ?? SharingSettings()
+        let shared = server.sharedPeers.peer(for: choice, settings: sharing!)
         setState(.connectingPeer)
         deadline = server.now + server.limits.connectTimeoutMilliseconds
         joiningShared = shared

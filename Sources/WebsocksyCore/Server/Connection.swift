@@ -74,6 +74,8 @@ final class Connection: StreamEndpointOwner, ListMember {
     var program: RunningProgram?
     /// The shared peer this connection waits to open before its 101.
     var joiningShared: SharedPeer?
+    /// Its route's sharing settings, for the bridge.
+    var sharing: SharingSettings?
     /// A tls:// peer whose handshake the 101 waits for.
     var securingPeer: StreamEndpoint?
     private(set) var bridge: Bridge?

@@ -9,11 +9,14 @@ import Glibc
 ///
 /// A client that cannot keep up is handled by `slow-client`: its messages dropped (counted in its
 /// access-log line and the metrics), the client closed with 1008, or the peer held for everyone.
+/// Mode and policy belong to each client's route (`Bridge.sharing`): a read-only route and a
+/// broadcast route to the same peer share it, each with its own rights.
 final class SharedPeer: StreamEndpointOwner {
     enum State { case closed, opening, open, finished }
 
     let key: String
     let address: PeerAddress
+    /// The first route's settings, for the write FIFO's bound.
     let settings: SharingSettings
     unowned let server: Server
     /// Cuts the peer's bytes into messages; a new one (fresh framing state) each time it opens.
@@ -74,10 +77,10 @@ final class SharedPeer: StreamEndpointOwner {
         if holding { subscriberDrained() }
     }
 
-    /// A whole client message for the peer; false when it was dropped (read-only, peer down, a
-    /// write FIFO full).
+    /// A whole client message for the peer; false when it was dropped (peer down, a source that
+    /// cannot be written, a write FIFO full). Read-only clients never get here.
     func send(_ message: UnsafeRawBufferPointer) -> Bool {
-        guard settings.mode == .broadcast, state == .open else { return false }
+        guard state == .open else { return false }
         if let writer { return writer.write(message) }
         guard let endpoint, !address.isReadOnlySource else { return false }
         endpoint.send(message)
@@ -89,9 +92,14 @@ final class SharedPeer: StreamEndpointOwner {
 
     /// A client's queue went down: with `hold`, the peer is read again once all are low enough.
     func subscriberDrained() {
-        guard holding, !subscribers.contains(where: { $0.client.queuedBytes > settings.slowClientLimit }) else { return }
+        guard holding, !anyHoldingClientBehind else { return }
         holding = false
         endpoint?.resumeReading()
+    }
+
+    /// A client whose route says `slow-client = hold` has more than its limit waiting.
+    private var anyHoldingClientBehind: Bool {
+        subscribers.contains { $0.sharing.slowClient == .hold && $0.client.queuedBytes > $0.sharing.slowClientLimit }
     }
 
     // MARK: Opening
@@ -127,8 +135,7 @@ final class SharedPeer: StreamEndpointOwner {
             case .fifoOut(let path):
                 writer = try FifoWriter(path: path, limit: settings.slowClientLimit)
             case .standardInput:
-                _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
-                try adopt(0)
+                try adopt(StandardInput.pollable())
             case .echo, .tls, .udp, .unixDatagram:
                 return failed("\(address) cannot be shared")
             }
@@ -206,13 +213,13 @@ final class SharedPeer: StreamEndpointOwner {
         if state == .closed, now >= reopenAt, !subscribers.isEmpty || !joining.isEmpty { open() }
     }
 
-    /// Clients' messages are not taken (read-only clients, a source that cannot be written).
-    var acceptsClientMessages: Bool { settings.mode == .broadcast && !address.isReadOnlySource }
+    /// Clients' messages cannot be taken (a source that cannot be written).
+    var isReadOnly: Bool { address.isReadOnlySource }
 
     /// At exit.
     func stop() {
         connector?.cancel()
-        if let endpoint, endpoint.fd != 0 { endpoint.close() }
+        endpoint?.close()
         endpoint = nil
         writer = nil
     }
@@ -248,11 +255,11 @@ final class SharedPeer: StreamEndpointOwner {
     private func fanOut(_ opcode: Opcode, _ message: UnsafeRawBufferPointer) {
         // A client closed for being slow leaves the list while it is walked: this walks a copy.
         let everyone = subscribers
-        for bridge in everyone { bridge.sendShared(opcode, message, settings) }
+        for bridge in everyone { bridge.sendShared(opcode, message) }
     }
 
     private func afterFanOut(_ endpoint: StreamEndpoint) {
-        guard settings.slowClient == .hold, subscribers.contains(where: { $0.client.queuedBytes > settings.slowClientLimit }) else { return }
+        guard anyHoldingClientBehind else { return }
         holding = true
         endpoint.pauseReading()
     }
