@@ -893,3 +893,26 @@ def test_fifo_without_out_drops_client_messages_and_out_fifo_is_bounded(gateway_
     assert m and 190 <= int(m.group(1)) <= 199, line
     data = read_fifo(out, 200 << 16, timeout=1)
     assert len(data) % 65536 == 0 and data == b"".join([b"y" * 65535 + b"\n"] * (len(data) // 65536))
+
+
+def test_share_open_start_opens_before_the_first_client(gateway_factory, tcp_peer, tmp_path):
+    """share-open=start: the peer is connected (a FIFO created) when the gateway starts, what it
+    sends with no client is read and dropped, later clients get what comes after they joined, and
+    it is reopened when it ends even with no client."""
+    peer = tcp_peer()
+    gateway_factory("-c", f"host={peer.url}", "-c", "share=broadcast", "-c", "share-open=start",
+                    "-c", "framing=newline", "-c", "framing-config=lf")
+    assert peer.wait_conns(1, 3), "not connected at start-up"
+    peer.send(b"before anyone\n")
+    peer.close_current()
+    assert peer.wait_conns(2, 4), "not reopened without clients"
+    fifo = tmp_path / "events"
+    g = gateway_factory("-c", f"host=fifo://{fifo}", "-c", "share-open=start", "-c", "framing=newline", "-c", "framing-config=lf")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{g.port}/") as ws:
+            with open(fifo, "w") as w:
+                w.write("after\n")
+            assert await asyncio.wait_for(ws.recv(), 5) == "after\n"
+    run(go())

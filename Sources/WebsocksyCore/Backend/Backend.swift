@@ -11,6 +11,8 @@ public protocol Backend: AnyObject {
     func query(_ request: HandshakeRequest) -> BackendAnswer
     /// Releases what the backend holds (a plugin's `cleanup`); called once, before it is dropped.
     func shutdown()
+    /// Shared peers to open when the gateway starts (`share-open = start`), before any client.
+    var peersToOpenAtStart: [PeerChoice] { get }
     /// `query` may wait (on a database, a file system): it then runs on a thread of its own,
     /// one call at a time (`WorkerThread`). The built-in backend answers at once, on the loop.
     var queriesMayBlock: Bool { get }
@@ -19,6 +21,7 @@ public protocol Backend: AnyObject {
 extension Backend {
     public func shutdown() {}
     public var queriesMayBlock: Bool { false }
+    public var peersToOpenAtStart: [PeerChoice] { [] }
 }
 
 public struct BackendError: Error, CustomStringConvertible, Sendable {

@@ -46,13 +46,17 @@ public final class DefaultPeerBackend: Backend {
             guard let policy = SharingSettings.SlowClient(rawValue: value) else { throw BackendError("slow-client must be drop, close or hold, not '\(value)'") }
             slowClient.slowClient = policy
             sharing?.slowClient = policy
+        case "share-open":
+            guard value == "start" || value == "first" else { throw BackendError("share-open must be first or start, not '\(value)'") }
+            slowClient.openAtStart = value == "start"
+            sharing?.openAtStart = value == "start"
         case "slow-client-limit":
             guard let bytes = ByteSize.parse(value), bytes >= 4096, bytes <= 1 << 30 else {
                 throw BackendError("slow-client-limit must be a size from 4k to 1G, not '\(value)'")
             }
             slowClient.slowClientLimit = Int(bytes)
             sharing?.slowClientLimit = Int(bytes)
-        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service, proxy-protocol, share, slow-client, slow-client-limit)")
+        default: throw BackendError("unknown option '\(key)' (known: host, port, protocol, framing, framing-config, service, proxy-protocol, share, share-open, slow-client, slow-client-limit)")
         }
     }
 
@@ -81,6 +85,14 @@ public final class DefaultPeerBackend: Backend {
         }
         framing = function
         framingConfig = framingConfigText.map { FramingConfig($0) }
+    }
+
+    /// The configured peer, when it is shared and `share-open = start`.
+    public var peersToOpenAtStart: [PeerChoice] {
+        guard let address, slowClient.openAtStart, sharing != nil || address.isInherentlyShared else { return [] }
+        var choice = PeerChoice(address: address, subprotocol: nil, framing: framing, framingConfig: framingConfig)
+        choice.sharing = sharing ?? slowClient
+        return [choice]
     }
 
     public func query(_ request: HandshakeRequest) -> BackendAnswer {

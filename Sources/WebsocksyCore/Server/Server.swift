@@ -109,6 +109,7 @@ public final class Server {
         try useAuth(configuration.auth)
         programs = Programs(reactor: reactor, settings: configuration.programs)
         sharedPeers = SharedPeers(server: self)
+        openSharedPeersAtStart()
         if let admin = configuration.adminListen {
             let (host, port) = Self.hostAndPort(admin)
             adminListener = try Listener(host: host, port: port, unixMode: 0o600) { [unowned self] fd, _ in
@@ -158,6 +159,13 @@ public final class Server {
         Log.info("stopped")
     }
 
+    /// `share-open = start`: the backend's shared peers open before any client (again after a reload).
+    private func openSharedPeersAtStart() {
+        for choice in queries.backend.peersToOpenAtStart {
+            sharedPeers.peer(for: choice, settings: choice.sharing ?? SharingSettings()).openAtStart()
+        }
+    }
+
     private func useAuth(_ settings: AuthSettings) throws(ConfigError) {
         auth = settings.isEnabled ? try Authenticator(settings) : nil
         if settings.passwords != nil && passwordChecks == nil {
@@ -196,6 +204,7 @@ public final class Server {
             let fresh = self.pendingReload!
             self.pendingReload = nil
             self.apply(fresh)
+            self.openSharedPeersAtStart()
             self.queries.observeLatency = { [metrics] in metrics.backendQuery.observe(microseconds: $0) }
             for query in unanswered { self.queries.carryOver(query) }
         }

@@ -34,6 +34,8 @@ final class SharedPeer: StreamEndpointOwner {
     private var reopenAt: Int64 = 0
     /// When opening gives up (a connect the kernel keeps trying), from `connect-timeout`.
     private var openDeadline: Int64 = 0
+    /// Opened at start-up: reopened when it ends even without clients.
+    private var keepOpen = false
     /// Reading is paused for `hold` until every client is below the limit.
     private var holding = false
     static let reopenDelayMilliseconds: Int64 = 1000
@@ -62,6 +64,12 @@ final class SharedPeer: StreamEndpointOwner {
             joining.append(connection)
             if reopenAt == 0 || server.now >= reopenAt { open() }
         }
+    }
+
+    /// `share-open = start`: open now, and keep it open (reopened when it ends) with no client.
+    func openAtStart() {
+        keepOpen = true
+        if state == .closed { open() }
     }
 
     func cancelJoin(_ connection: Connection) {
@@ -210,7 +218,7 @@ final class SharedPeer: StreamEndpointOwner {
             self.connector = nil
             failed("no connection within \(server.limits.connectTimeoutMilliseconds / 1000) s")
         }
-        if state == .closed, now >= reopenAt, !subscribers.isEmpty || !joining.isEmpty { open() }
+        if state == .closed, now >= reopenAt, keepOpen || !subscribers.isEmpty || !joining.isEmpty { open() }
     }
 
     /// Clients' messages cannot be taken (a source that cannot be written).

@@ -20,6 +20,9 @@ public struct SharingSettings: Equatable, Sendable {
     public var mode = Mode.broadcast
     public var slowClient = SlowClient.drop
     public var slowClientLimit = 1 << 20
+    /// `share-open = start`: opened when the gateway starts (and kept open, reading, with no
+    /// client) rather than with its first client.
+    public var openAtStart = false
 
     public init() {}
 
