@@ -99,28 +99,8 @@ public enum TokenSource: Equatable, Sendable, CustomStringConvertible {
         return String(parts[1].trimmingHTTPWhitespace)
     }
 
-    /// `%XX` decoded (and `+` as a space, as forms encode it); nil for a bad escape or invalid UTF-8.
+    /// Query strings are written as forms encode them: `+` is a space.
     static func percentDecoded(_ text: Substring) -> String? {
-        var out: [UInt8] = []
-        var bytes = text.utf8.makeIterator()
-        while let byte = bytes.next() {
-            switch byte {
-            case UInt8(ascii: "%"):
-                guard let high = bytes.next().flatMap(hexValue), let low = bytes.next().flatMap(hexValue) else { return nil }
-                out.append(high << 4 | low)
-            case UInt8(ascii: "+"): out.append(0x20)
-            default: out.append(byte)
-            }
-        }
-        return String(validating: out, as: UTF8.self)
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        PercentEncoding.decode(text, plusIsSpace: true)
     }
 }

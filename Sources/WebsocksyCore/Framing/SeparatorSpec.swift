@@ -15,7 +15,7 @@ enum SeparatorSpec {
             case UInt8(ascii: "f"): out.append(0x0C)
             case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
             case UInt8(ascii: "x"):
-                guard let h = bytes.popFirst(), let l = bytes.popFirst(), let hi = hexValue(h), let lo = hexValue(l) else {
+                guard let h = bytes.popFirst(), let l = bytes.popFirst(), let hi = PercentEncoding.hexValue(h), let lo = PercentEncoding.hexValue(l) else {
                     throw FramingConfigError("separator '\(text)': \\x needs two hex digits")
                 }
                 out.append(hi << 4 | lo)
@@ -35,15 +35,6 @@ enum SeparatorSpec {
         case "lf": return [0x0A]
         case "cr": return [0x0D]
         case let other: throw FramingConfigError("newline framing: unknown line end '\(other)' (crlf, lfcr, lf or cr)")
-        }
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
         }
     }
 }

@@ -148,26 +148,11 @@ public enum PeerAddress: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// `%XX` escapes decoded (`+` stays a plus); nil for a bad escape or invalid UTF-8.
+    /// `%XX` escapes decoded (`+` stays a plus: these are program arguments, not a form).
     static func percentDecoded(_ text: Substring) -> String? {
-        var out: [UInt8] = []
-        var bytes = text.utf8.makeIterator()
-        while let byte = bytes.next() {
-            guard byte == UInt8(ascii: "%") else { out.append(byte); continue }
-            guard let high = bytes.next().flatMap(hexDigit), let low = bytes.next().flatMap(hexDigit) else { return nil }
-            out.append(high << 4 | low)
-        }
-        return String(validating: out, as: UTF8.self)
+        PercentEncoding.decode(text, plusIsSpace: false)
     }
 
-    private static func hexDigit(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 
     /// An argument as `description` writes it: bytes that would change its meaning or a log line escaped.
     private static func percentEncoded(_ text: String) -> String {
