@@ -19,6 +19,9 @@ cc -O2 -o "$OUT/upgradefloor" bench/upgradefloor.c -lnettle
 cc -O2 -o "$OUT/deflatebench" bench/deflatebench.c -lz -lpthread
 [ -f "$OUT/key.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$OUT/key.pem" \
     -out "$OUT/cert.pem" -days 3650 -subj /CN=localhost 2>/dev/null
+# The same rows with an RSA-2048 certificate: handshakes cost what the certificate type costs.
+[ -f "$OUT/rsa-key.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$OUT/rsa-key.pem" \
+    -out "$OUT/rsa-cert.pem" -days 3650 -subj /CN=localhost 2>/dev/null
 if ! command -v socat >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat
 fi
@@ -26,7 +29,7 @@ fi
 PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304; IDLE_PORT=19305; CG_PORT=19306; FLOOR_PORT=19307
 # JSON stream rows: each gateway has its own peer port, where deflatebench listens during a run.
 DZ_PORT=19308; DZ_PEER=19309; DU_PORT=19310; DU_PEER=19311; CGZ_PORT=19312; CGZ_PEER=19313
-NGINX_PORT=19314; ADMIN_PORT=19315; HS_PORT=19316; ES_PORT=19317; EXEC_PORT=19318
+NGINX_PORT=19314; ADMIN_PORT=19315; TLS_RSA_PORT=19316; NGINX_RSA_PORT=19317; HS_PORT=19318; ES_PORT=19319; EXEC_PORT=19320
 JSON=(-c framing=newline -c framing-config=lf)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -52,6 +55,8 @@ $RELAY "$GATEWAY" -l 127.0.0.1 -p $ES_PORT -k 0 --auth-keys "$OUT/token-pub.pem"
     -c framing=binary 2>"$OUT/gateway-es256.log" & pids+=($!)
 # A program per connection (exec://), the peer being /bin/cat.
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $EXEC_PORT -k 0 -c host=exec:///bin/cat -c framing=binary 2>"$OUT/gateway-exec.log" & pids+=($!)
+$RELAY "$GATEWAY" -l 127.0.0.1 -p $TLS_RSA_PORT -k 0 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary \
+    --tls-cert "$OUT/rsa-cert.pem" --tls-key "$OUT/rsa-key.pem" 2>"$OUT/gateway-tls-rsa.log" & tls_rsa_pid=$!; pids+=($tls_rsa_pid)
 $RELAY "$OUT/upgradefloor" -p $FLOOR_PORT -P $PEER_PORT & floor_pid=$!; pids+=($floor_pid)
 "$GATEWAY" -l 127.0.0.1 -p $W2_PORT -k 0 -w 2 -c host=tcp://127.0.0.1:$PEER_PORT -c framing=binary 2>"$OUT/gateway-w2.log" & pids+=($!)
 $RELAY "$GATEWAY" -l 127.0.0.1 -p $DZ_PORT -k 0 --compression on -c host=tcp://127.0.0.1:$DZ_PEER "${JSON[@]}" \
@@ -106,6 +111,29 @@ http {
             proxy_buffering off;
             proxy_request_buffering off;
 $([ -z "$NGINX_BUFFER" ] || echo "            proxy_buffer_size $NGINX_BUFFER; proxy_buffers 4 $NGINX_BUFFER;")
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+    # the same with the RSA-2048 certificate (the handshake rows only)
+    server {
+        listen 127.0.0.1:$NGINX_RSA_PORT ssl;
+        ssl_certificate $PWD/$OUT/rsa-cert.pem;
+        ssl_certificate_key $PWD/$OUT/rsa-key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_ecdh_curve prime256v1;
+        ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        ssl_conf_command NumTickets 0;
+        location / {
+            proxy_pass http://127.0.0.1:$GW_PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host \$host;
+            proxy_buffering off;
+            proxy_request_buffering off;
             proxy_read_timeout 3600s;
             proxy_send_timeout 3600s;
         }
@@ -273,6 +301,9 @@ for t in "${wss_tests[@]}"; do
     R[$name,tls]=$(wss "$fieldname" $TLS_PORT $args)
     if [ -z "$NGINX_STATE" ]; then R[$name,nginx]=$(wss "$fieldname" $NGINX_PORT $args); else R[$name,nginx]=$NGINX_STATE; fi
 done
+R[wss_handshake_rsa,plain]=$(wss upgrades_per_s $TLS_RSA_PORT -M handshake -c 10 -p)
+R[wss_handshake_rsa,tls]=$(wss upgrades_per_s $TLS_RSA_PORT -M handshake -c 10)
+if [ -z "$NGINX_STATE" ]; then R[wss_handshake_rsa,nginx]=$(wss upgrades_per_s $NGINX_RSA_PORT -M handshake -c 10); else R[wss_handshake_rsa,nginx]=$NGINX_STATE; fi
 # CPU time on the relay's core per upgrade (user + system from /proc, one run): the TLS gateway's, or
 # nginx's (master and worker) and the plain gateway's behind it.
 wss_cpu() {  # "PIDS" PORT [-p] -> microseconds
@@ -286,10 +317,14 @@ wss_cpu() {  # "PIDS" PORT [-p] -> microseconds
 }
 R[wss_cpu,plain]=$(wss_cpu "$tls_pid" $TLS_PORT -p)
 R[wss_cpu,tls]=$(wss_cpu "$tls_pid" $TLS_PORT)
+R[wss_cpu_rsa,plain]=$(wss_cpu "$tls_rsa_pid" $TLS_RSA_PORT -p)
+R[wss_cpu_rsa,tls]=$(wss_cpu "$tls_rsa_pid" $TLS_RSA_PORT)
 if [ -z "$NGINX_STATE" ]; then
     R[wss_cpu,nginx]=$(wss_cpu "$nginx_pid $(ps -o pid= --ppid "$nginx_pid") ${pids[2]}" $NGINX_PORT)
+    R[wss_cpu_rsa,nginx]=$(wss_cpu "$nginx_pid $(ps -o pid= --ppid "$nginx_pid") ${pids[2]}" $NGINX_RSA_PORT)
 else
     R[wss_cpu,nginx]=$NGINX_STATE
+    R[wss_cpu_rsa,nginx]=$NGINX_STATE
 fi
 
 # the wss table: ws:// and the gateway's own TLS, then nginx's TLS in front of the plain gateway
@@ -298,12 +333,14 @@ wss_row() {  # LABEL NAME
     echo "| $1 | $p | $t | $(ratio "$t" "$p") | $n | $(ratio "$t" "$n") |"
 }
 wss_table() {
-    echo "| wssbench, median of $RUNS × ${DURATION}s | ws:// | wss:// (TLS 1.3, P-256) | wss / ws | wss:// nginx → ws:// websocksy | wss: websocksy / nginx |"
+    echo "| wssbench, median of $RUNS × ${DURATION}s | ws:// | wss:// (TLS 1.3, P-256 unless RSA-2048) | wss / ws | wss:// nginx → ws:// websocksy | wss: websocksy / nginx |"
     echo "|---|---|---|---|---|---|"
     wss_row "stream, 1 conn, 64 KiB: MB/s" wss_stream
     wss_row "echo, 100 conns, 1 KiB: msgs/s" wss_echo100
     wss_row "handshake, 10 conns: upgrades/s" wss_handshake
     wss_row "handshake, 10 conns: CPU µs per upgrade on the relay's core (lower is better)" wss_cpu
+    wss_row "RSA-2048 certificate: handshake, 10 conns: upgrades/s" wss_handshake_rsa
+    wss_row "RSA-2048 certificate: CPU µs per upgrade on the relay's core (lower is better)" wss_cpu_rsa
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -359,7 +396,8 @@ echo "$table"
     echo "one such buffer each way; nginx's default 4 KiB halves its stream figure); everything else nginx's defaults. Full"
     echo "config: \`$OUT/nginx/nginx.conf\`. CPU per upgrade: user + system time from /proc of the TLS gateway, or of nginx"
     echo "(master and worker) plus the plain gateway, over one handshake run. wssbench echo: one epoll loop, each connection"
-    echo "sends a message, waits for all of it to come back (checked), sends the next."
+    echo "sends a message, waits for all of it to come back (checked), sends the next. RSA-2048 rows: a third gateway instance and"
+    echo "a second nginx server with an RSA-2048 certificate (\`openssl req -newkey rsa:2048\`), otherwise the same."
     echo "upgradefloor: \`bench/upgradefloor.c\`, the least work per upgrade (accept, connect the peer, 101, Close, close),"
     echo "on the relay's core: the handshake ceiling of this layout."
     echo "json stream: \`bench/deflatebench.c\` is both the TCP peer (seeded JSON lines, 155 B on average, written as fast as"

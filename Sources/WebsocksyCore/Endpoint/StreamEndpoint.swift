@@ -51,7 +51,9 @@ final class StreamEndpoint: Endpoint {
         try super.init(server: server, fd: fd, registration: registration, interest: EpollEvents.readable)
     }
 
-    var queuedBytes: Int { outbox.count }
+    /// Bytes the socket has not taken: queued, and sealed by TLS but not sent yet.
+    var queuedBytes: Int { outbox.count + (tls?.unsentCount ?? 0) }
+    private var hasQueued: Bool { !outbox.isEmpty || tls?.unsentCount ?? 0 > 0 }
     var isOpen: Bool { phase == .open && failure == nil }
 
     // MARK: Events
@@ -102,6 +104,8 @@ final class StreamEndpoint: Endpoint {
     /// gets its share, then the loop serves the others (level-triggered epoll reports it again).
     private func readAvailable() {
         var budget = Self.readBudget
+        // A record read may have needed an answer the socket did not take (a TLS 1.3 key update).
+        defer { if tls?.unsentCount ?? 0 > 0 && phase != .closed { updateInterest() } }
         while isReading {
             if owner == nil || phase == .lingering {
                 return discardInput()
@@ -120,8 +124,8 @@ final class StreamEndpoint: Endpoint {
             case .bytes(let n):
                 inbox.commit(n)
                 owner?.endpointReceived(self, count: n)
-                // A short plain read emptied the socket; TLS reads stop at record boundaries.
-                if n < want && tls == nil { return }
+                // A short read emptied the socket (TLS reads fill the buffer record after record).
+                if n < want && (tls == nil || tls?.drained == true) { return }
                 budget -= n
                 if budget <= 0 {
                     if tls?.hasPendingData == true { wakeSoon() }
@@ -147,7 +151,7 @@ final class StreamEndpoint: Endpoint {
         updateInterest()
         if phase == .open {
             owner?.endpointEnded(self)
-        } else if phase == .lingering || outbox.isEmpty {
+        } else if phase == .lingering || !hasQueued {
             close()
         }
     }
@@ -286,10 +290,9 @@ final class StreamEndpoint: Endpoint {
     /// whatever the socket does not take now. `flags` adds e.g. MSG_MORE.
     func send(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), flags: Int32 = 0) {
         guard isOpen, !outbox.coalesce(first, second, flags: flags) else { return }
-        if tls != nil {
-            // TLS encrypts from a buffer of its own anyway: queue, then write what the socket takes.
-            outbox.append(first, second)
-            if writeOutbox() { updateInterest() }
+        if let tls {
+            if let error = outbox.write(tls, first, second) { return failLater(error) }
+            if hasQueued { updateInterest() }
             return
         }
         if let error = outbox.write(fd, first, second, flags: flags) { return failLater(error) }
@@ -301,11 +304,16 @@ final class StreamEndpoint: Endpoint {
         outbox.isCorked = true
     }
 
-    /// Writes what was coalesced since `cork`.
+    /// Writes what was coalesced since `cork`, unless it queued behind bytes that wait for the
+    /// socket to become writable (measured: one failed send per read of the other side while a
+    /// stream was backed up).
     func uncork() {
         outbox.isCorked = false
-        if !outbox.isEmpty && writeOutbox() { updateInterest() }
+        if !outbox.isEmpty && !isWriteBlocked && writeOutbox() { updateInterest() }
     }
+
+    /// The last write found the socket full: what is queued waits for EPOLLOUT (registered).
+    private var isWriteBlocked: Bool { tls.map { $0.unsentCount > 0 } ?? outbox.isBlocked }
 
     /// Writes queued bytes until the socket takes no more; false after a failure. Never calls back.
     @discardableResult
@@ -329,15 +337,15 @@ final class StreamEndpoint: Endpoint {
 
     /// The socket is writable: send what is queued, then finish or tell the owner.
     private func flush() {
-        let before = outbox.count
+        let before = queuedBytes
         guard writeOutbox() else { return }
-        if outbox.count < before { lastWriteProgress = server.now }
+        if queuedBytes < before { lastWriteProgress = server.now }
         if outbox.isEmpty && outbox.allocatedBytes > server.limits.retainedBufferBytes { outbox.releaseIfEmpty() }
-        if phase == .finishing && outbox.isEmpty {
+        if phase == .finishing && !hasQueued {
             return endWriting()
         }
         updateInterest()
-        if outbox.count <= server.limits.outboxLowWater { owner?.endpointDrained(self) }
+        if queuedBytes <= server.limits.outboxLowWater { owner?.endpointDrained(self) }
     }
 
     /// Keeps the interest on writability set while something is queued (a file body being sent).
@@ -349,6 +357,7 @@ final class StreamEndpoint: Endpoint {
     func releaseIdleBuffers() {
         inbox.releaseIfEmpty()
         outbox.releaseIfEmpty()
+        tls?.releaseIdleBuffers()
     }
 
     // MARK: Flow control
@@ -393,13 +402,13 @@ final class StreamEndpoint: Endpoint {
             guard failure == nil else { return 0 }
             var wanted: UInt32 = 0
             if isReading { wanted |= EpollEvents.readable }
-            if !outbox.isEmpty && phase != .lingering { wanted |= EpollEvents.writable }
+            if hasQueued && phase != .lingering { wanted |= EpollEvents.writable }
             return wanted
         }
     }
 
     func updateInterest() {
-        if outbox.isEmpty {
+        if !hasQueued {
             lastWriteProgress = 0
         } else if lastWriteProgress == 0 {
             lastWriteProgress = server.now
@@ -432,7 +441,7 @@ final class StreamEndpoint: Endpoint {
             inbox.releaseIfEmpty()
             deadline = server.now + server.limits.closeTimeoutMilliseconds
             server.adoptFinishing(self)
-            if outbox.isEmpty { endWriting() } else { updateInterest() }
+            if hasQueued { updateInterest() } else { endWriting() }
         case .finishing, .lingering, .closed:
             break
         }
