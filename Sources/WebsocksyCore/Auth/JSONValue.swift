@@ -84,6 +84,7 @@ public struct JSONParser {
     private mutating func object(depth: Int) -> JSONValue? {
         index += 1
         var members: [String: JSONValue] = [:]
+        members.reserveCapacity(8)  // a claim set's size: no rehashing while it fills
         skipWhitespace()
         if current == UInt8(ascii: "}") {
             index += 1
@@ -127,6 +128,13 @@ public struct JSONParser {
 
     private mutating func string() -> String? {
         index += 1
+        // Most strings have no escape: made from the bytes where they are.
+        var end = index
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            defer { index = end + 1 }
+            return String(validating: bytes[index..<end], as: UTF8.self)
+        }
         var out: [UInt8] = []
         while let c = current {
             index += 1

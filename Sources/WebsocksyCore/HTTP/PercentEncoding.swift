@@ -3,8 +3,21 @@ enum PercentEncoding {
     /// `text` with its escapes decoded; `+` as a space when `plusIsSpace` (as HTML forms encode
     /// query strings). nil for a bad escape or bytes that are not UTF-8.
     static func decode(_ text: Substring, plusIsSpace: Bool) -> String? {
+        decode(sequence: text.utf8, plusIsSpace: plusIsSpace)
+    }
+
+    static func decode(bytes text: ArraySlice<UInt8>, plusIsSpace: Bool) -> String? {
+        // Nothing to decode (a token, a plain name): validated as it is.
+        if !text.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) {
+            return String(validating: text, as: UTF8.self)
+        }
+        return decode(sequence: text, plusIsSpace: plusIsSpace)
+    }
+
+    static func decode<Bytes: Sequence<UInt8>>(sequence text: Bytes, plusIsSpace: Bool) -> String? {
         var out: [UInt8] = []
-        var bytes = text.utf8.makeIterator()
+        out.reserveCapacity(text.underestimatedCount)
+        var bytes = text.makeIterator()
         while let byte = bytes.next() {
             switch byte {
             case UInt8(ascii: "%"):
