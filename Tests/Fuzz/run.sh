@@ -15,7 +15,7 @@ for target in frames handshake config proxy; do
         -Xcc -fmodule-map-file=Sources/CNettle/module.modulemap -Xcc -fmodule-map-file=Sources/CGnuTLS/module.modulemap \
         -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
         -Xcc -I -Xcc Sources/CLinux/include -Xcc -I -Xcc Sources/CWebsocksy/include \
-        "$source" $F/WebsocksyCore.build/*.o $F/CLinux.build/*.o $F/CWebsocksy.build/*.o -lnettle -lgnutls -lz \
+        "$source" $F/WebsocksyCore.build/*.o $F/CLinux.build/*.o $F/CWebsocksy.build/*.o -lnettle -lgnutls -lz -lcrypt \
         -o "$F/fuzz-$target" > "$F/link-$target.log" 2>&1 \
         || { grep -v "Cannot export local symbol" "$F/link-$target.log"; echo "fuzz $target: build failed"; exit 1; }
     mkdir -p ".build-fuzz/corpus/$target"
