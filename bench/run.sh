@@ -75,27 +75,13 @@ $RELAY "$GATEWAY" -l 127.0.0.1 -p $DU_PORT -k 0 --compression off -c host=tcp://
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 NGINX_BUFFER=${NGINX_BUFFER-16k}
 NGX_DIR=$PWD/$OUT/nginx
-NGINX_VERSION=missing
-if [ -x "$NGINX" ]; then
-    NGINX_STATE=""
-    NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*version: //' || true)
-    rm -rf "$NGX_DIR" && mkdir -p "$NGX_DIR"
-    cat >"$NGX_DIR/nginx.conf" <<EOF
-worker_processes 1;
-pid $NGX_DIR/nginx.pid;
-error_log $NGX_DIR/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $NGX_DIR/client_body;
-    proxy_temp_path $NGX_DIR/proxy;
-    fastcgi_temp_path $NGX_DIR/fastcgi;
-    uwsgi_temp_path $NGX_DIR/uwsgi;
-    scgi_temp_path $NGX_DIR/scgi;
+# One TLS server of nginx in front of the plain gateway: PORT CERTIFICATE KEY (files in $OUT).
+nginx_server() {
+    cat <<EOF
     server {
-        listen 127.0.0.1:$NGINX_PORT ssl;
-        ssl_certificate $PWD/$OUT/cert.pem;
-        ssl_certificate_key $PWD/$OUT/key.pem;
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate $PWD/$OUT/$2;
+        ssl_certificate_key $PWD/$OUT/$3;
         ssl_protocols TLSv1.3;
         ssl_ecdh_curve prime256v1;
         ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384;
@@ -115,29 +101,28 @@ $([ -z "$NGINX_BUFFER" ] || echo "            proxy_buffer_size $NGINX_BUFFER; p
             proxy_send_timeout 3600s;
         }
     }
+EOF
+}
+NGINX_VERSION=missing
+if [ -x "$NGINX" ]; then
+    NGINX_STATE=""
+    NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*version: //' || true)
+    rm -rf "$NGX_DIR" && mkdir -p "$NGX_DIR"
+    cat >"$NGX_DIR/nginx.conf" <<EOF
+worker_processes 1;
+pid $NGX_DIR/nginx.pid;
+error_log $NGX_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $NGX_DIR/client_body;
+    proxy_temp_path $NGX_DIR/proxy;
+    fastcgi_temp_path $NGX_DIR/fastcgi;
+    uwsgi_temp_path $NGX_DIR/uwsgi;
+    scgi_temp_path $NGX_DIR/scgi;
+$(nginx_server $NGINX_PORT cert.pem key.pem)
     # the same with the RSA-2048 certificate (the handshake rows only)
-    server {
-        listen 127.0.0.1:$NGINX_RSA_PORT ssl;
-        ssl_certificate $PWD/$OUT/rsa-cert.pem;
-        ssl_certificate_key $PWD/$OUT/rsa-key.pem;
-        ssl_protocols TLSv1.3;
-        ssl_ecdh_curve prime256v1;
-        ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384;
-        ssl_session_cache off;
-        ssl_session_tickets off;
-        ssl_conf_command NumTickets 0;
-        location / {
-            proxy_pass http://127.0.0.1:$GW_PORT;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header Host \$host;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }
-    }
+$(nginx_server $NGINX_RSA_PORT rsa-cert.pem rsa-key.pem)
 }
 EOF
     $RELAY "$NGINX" -p "$NGX_DIR" -c "$NGX_DIR/nginx.conf" -e "$NGX_DIR/error.log" -g 'daemon off;' \
