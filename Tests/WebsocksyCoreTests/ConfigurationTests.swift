@@ -165,39 +165,6 @@ import Testing
     }
 }
 
-@Suite struct ByteBufferTests {
-    @Test func appendConsumeGrowAndRelease() {
-        var b = ByteBuffer()
-        let initiallyEmpty = b.isEmpty, initialAllocation = b.allocatedBytes
-        #expect(initiallyEmpty && initialAllocation == 0)
-        b.append([1, 2, 3])
-        b.consume(1)
-        #expect(Array(b.readable) == [2, 3])
-        let big = [UInt8](repeating: 9, count: 10000)
-        b.append(big)
-        let count = b.count
-        #expect(count == 10002)
-        #expect(Array(b.readable.prefix(3)) == [2, 3, 9])
-        b.consume(10002)
-        let drained = b.isEmpty
-        #expect(drained)
-        b.releaseIfEmpty()
-        let released = b.allocatedBytes
-        #expect(released == 0)
-    }
-
-    @Test func compactsInsteadOfGrowing() {
-        var b = ByteBuffer()
-        b.append([UInt8](repeating: 1, count: 4000))
-        let capacity = b.allocatedBytes
-        b.consume(3990)
-        b.append([UInt8](repeating: 2, count: 4000))
-        let after = b.allocatedBytes, count = b.count
-        #expect(after == capacity)
-        #expect(count == 4010)
-    }
-}
-
 @Suite struct ExampleConfigTests {
     /// Every file users are told to copy must load and configure its backend.
     @Test(arguments: ["config/echo.cfg", "config/vnc.cfg", "config/lines.cfg", "config/tls.cfg"])

@@ -1,17 +1,27 @@
 import Glibc
 
-/// A growable byte queue over one malloc'd block: bytes are appended at the writer index and
+/// A growable byte queue over one block of memory: bytes are appended at the writer index and
 /// consumed from the reader index. It is owned by exactly one connection (`~Copyable`), allocates
 /// nothing until first used, and gives its memory back when drained so idle connections stay small.
+///
+/// With a `BlockPool`, up to a block's size is borrowed from the pool (and handed back the moment
+/// it is drained: `releaseBlockIfEmpty`); more than that moves to malloc'd memory, grown by doubling.
 public struct ByteBuffer: ~Copyable {
     @usableFromInline var base: UnsafeMutableRawPointer?
     @usableFromInline var capacity: Int = 0
     @usableFromInline var readerIndex: Int = 0
     @usableFromInline var writerIndex: Int = 0
+    private let pool: BlockPool?
+    /// `base` is the pool's block, not malloc's.
+    private var isBlock = false
 
-    public init() {}
+    public init(pool: BlockPool? = nil) {
+        self.pool = pool
+    }
 
-    deinit { free(base) }
+    deinit {
+        if isBlock { pool!.give(base!) } else { free(base) }
+    }
 
     @inlinable public var count: Int { writerIndex - readerIndex }
     @inlinable public var isEmpty: Bool { writerIndex == readerIndex }
@@ -64,12 +74,20 @@ public struct ByteBuffer: ~Copyable {
         writerIndex = 0
     }
 
-    /// Frees the block if the buffer is empty: called when a connection goes idle.
+    /// Frees the memory if the buffer is empty: called when a connection goes idle.
     public mutating func releaseIfEmpty() {
-        guard isEmpty, base != nil else { return }
-        free(base)
-        base = nil
+        guard isEmpty, let base else { return }
+        if isBlock { pool!.give(base) } else { free(base) }
+        self.base = nil
         capacity = 0
+        isBlock = false
+    }
+
+    /// Gives a drained pool block back (a few instructions: called after every read and flush);
+    /// malloc'd memory, grown past a block for a large message, is kept until the buffer idles.
+    @inline(__always)
+    public mutating func releaseBlockIfEmpty() {
+        if isBlock && readerIndex == writerIndex { releaseIfEmpty() }
     }
 
     private mutating func makeRoom(_ minimum: Int) {
@@ -81,8 +99,28 @@ public struct ByteBuffer: ~Copyable {
             writerIndex = live
             return
         }
+        if base == nil, let pool, minimum <= pool.blockSize {
+            base = pool.take()
+            capacity = pool.blockSize
+            isBlock = true
+            return
+        }
         var newCapacity = max(capacity, 4096)
         while newCapacity - live < minimum { newCapacity *= 2 }
+        if isBlock, let block = base {
+            // Outgrew the block: the bytes move to malloc'd memory and the block goes back.
+            guard let grown = malloc(newCapacity) else {
+                fatalError("out of memory growing a buffer to \(newCapacity) bytes")
+            }
+            grown.copyMemory(from: block + readerIndex, byteCount: live)
+            pool!.give(block)
+            isBlock = false
+            base = grown
+            capacity = newCapacity
+            readerIndex = 0
+            writerIndex = live
+            return
+        }
         if readerIndex > 0, let base {
             memmove(base, base + readerIndex, live)
         }

@@ -18,7 +18,7 @@ protocol DatagramEndpointOwner: AnyObject {
 final class DatagramEndpoint: Endpoint {
     unowned(unsafe) var owner: (any DatagramEndpointOwner)?
     /// Received datagrams not framed yet.
-    var inbox = ByteBuffer()
+    var inbox: ByteBuffer
     /// Datagrams waiting for the socket, each behind its 4-byte length.
     private var outbox = ByteBuffer()
     /// The largest datagram accepted from the peer.
@@ -39,6 +39,7 @@ final class DatagramEndpoint: Endpoint {
         self.owner = owner
         self.peeksSize = isUnix
         self.maxDatagram = maxDatagram
+        inbox = ByteBuffer(pool: server.blocks)
         try super.init(server: server, fd: fd, registration: registration, interest: EpollEvents.readable)
     }
 
@@ -62,6 +63,7 @@ final class DatagramEndpoint: Endpoint {
     }
 
     private func readAvailable() {
+        defer { inbox.releaseBlockIfEmpty() }
         for _ in 0..<Self.readBudget where !isReadPaused && !isClosed {
             var size = min(65536, maxDatagram + 1)
             if peeksSize {

@@ -4,7 +4,7 @@ import Glibc
 /// payload in one sendmsg), queued otherwise, and held while corked so that a batch of small
 /// writes leaves in one syscall. It only writes; what a failure means is its endpoint's business.
 struct Outbox: ~Copyable {
-    private var queue = ByteBuffer()
+    private var queue: ByteBuffer
     /// While set, writes up to `coalescedWriteLimit` bytes are queued, not written.
     var isCorked = false
     /// The last plain write or flush found the socket full (through TLS: the session has unsent records).
@@ -12,6 +12,10 @@ struct Outbox: ~Copyable {
 
     /// Writes up to this size are coalesced while corked; larger ones go out at once.
     static let coalescedWriteLimit = 512
+
+    init(pool: BlockPool?) {
+        queue = ByteBuffer(pool: pool)
+    }
 
     var count: Int { queue.count }
     var isEmpty: Bool { queue.isEmpty }
@@ -104,6 +108,7 @@ struct Outbox: ~Copyable {
             }
         }
         isBlocked = false
+        queue.releaseBlockIfEmpty()
         return nil
     }
 
@@ -117,7 +122,10 @@ struct Outbox: ~Copyable {
             case .failed(let error): return error
             case .bytes, .eof: break
             }
-            guard !queue.isEmpty else { return nil }
+            guard !queue.isEmpty else {
+                queue.releaseBlockIfEmpty()
+                return nil
+            }
             switch tls.seal(UnsafeRawBufferPointer(queue.readable)) {
             case .bytes(let n): queue.consume(n)
             case .wouldBlock, .eof: return nil

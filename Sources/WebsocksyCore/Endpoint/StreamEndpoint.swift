@@ -14,9 +14,9 @@ final class StreamEndpoint: Endpoint {
     private(set) var tls: TLSSession?
     private var tlsWantsWrite = false
     /// Bytes read and not yet used by the owner.
-    var inbox = ByteBuffer()
+    var inbox: ByteBuffer
     /// Bytes the socket has not taken yet.
-    private var outbox = Outbox()
+    private var outbox: Outbox
     /// Reading stops when the inbox holds this much (a peer's unframed bytes are capped).
     var inboxLimit = Int.max
     private(set) var isReadPaused = false
@@ -48,6 +48,8 @@ final class StreamEndpoint: Endpoint {
 
     init(server: Server, fd: Int32, registration: (token: Reactor.Token, events: UInt32)? = nil, owner: (any StreamEndpointOwner)?) throws(SystemError) {
         self.owner = owner
+        inbox = ByteBuffer(pool: server.blocks)
+        outbox = Outbox(pool: server.blocks)
         try super.init(server: server, fd: fd, registration: registration, interest: EpollEvents.readable)
     }
 
@@ -106,6 +108,8 @@ final class StreamEndpoint: Endpoint {
         var budget = Self.readBudget
         // A record read may have needed an answer the socket did not take (a TLS 1.3 key update).
         defer { if tls?.unsentCount ?? 0 > 0 && phase != .closed { updateInterest() } }
+        // What the owner used up needs no buffer until the next read.
+        defer { inbox.releaseBlockIfEmpty() }
         while isReading {
             if owner == nil || phase == .lingering {
                 return discardInput()

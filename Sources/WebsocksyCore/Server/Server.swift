@@ -44,12 +44,16 @@ public final class Server {
     /// Connections that ended during this turn of the loop: kept until it is over, since the
     /// call that ended one may still be running on it.
     private var retired: [Connection] = []
+    /// The blocks connection buffers borrow while bytes are in them.
+    let blocks = BlockPool()
     /// permessage-deflate's shared buffers and streams, with the configured settings.
     private(set) var compression: CompressionPool
     /// The buffer budget for assembled messages.
     private(set) var budget: MemoryBudget!
     /// Connections at the last return of freed memory to the system, and the most since.
     private var peakConnections = 0
+    /// When the buffer blocks no interval needed are next unmapped.
+    private var nextBlockTrim: Int64 = 0
     private var signals: SignalSource?
     /// Monotonic time of the current loop turn (ms).
     private(set) var now: Int64 = MonotonicClock.nowMilliseconds()
@@ -396,6 +400,10 @@ public final class Server {
             endpoint.close()
         }
         returnFreedMemory()
+        if now >= nextBlockTrim {
+            blocks.trim()
+            nextBlockTrim = now + 1000
+        }
         clientLimits.sweep(now: now)
         programs.sweep(now: now)
         sharedPeers.sweep(now: now)

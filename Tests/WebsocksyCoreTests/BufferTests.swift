@@ -1,0 +1,98 @@
+import Glibc
+import Testing
+@testable import WebsocksyCore
+
+@Suite struct ByteBufferTests {
+    @Test func appendConsumeGrowAndRelease() {
+        var b = ByteBuffer()
+        let initiallyEmpty = b.isEmpty, initialAllocation = b.allocatedBytes
+        #expect(initiallyEmpty && initialAllocation == 0)
+        b.append([1, 2, 3])
+        b.consume(1)
+        #expect(Array(b.readable) == [2, 3])
+        let big = [UInt8](repeating: 9, count: 10000)
+        b.append(big)
+        let count = b.count
+        #expect(count == 10002)
+        #expect(Array(b.readable.prefix(3)) == [2, 3, 9])
+        b.consume(10002)
+        let drained = b.isEmpty
+        #expect(drained)
+        b.releaseIfEmpty()
+        let released = b.allocatedBytes
+        #expect(released == 0)
+    }
+
+    @Test func compactsInsteadOfGrowing() {
+        var b = ByteBuffer()
+        b.append([UInt8](repeating: 1, count: 4000))
+        let capacity = b.allocatedBytes
+        b.consume(3990)
+        b.append([UInt8](repeating: 2, count: 4000))
+        let after = b.allocatedBytes, count = b.count
+        #expect(after == capacity)
+        #expect(count == 4010)
+    }
+}
+
+@Suite struct BlockPoolTests {
+    @Test func bufferBorrowsABlockOnlyWhileBytesAreInIt() {
+        let pool = BlockPool(blockSize: 4096, reserve: 1)
+        var b = ByteBuffer(pool: pool)
+        #expect(pool.lent == 0)
+        b.append([1, 2, 3])
+        #expect(pool.lent == 1 && b.allocatedBytes == 4096)
+        b.releaseBlockIfEmpty()
+        #expect(pool.lent == 1)  // not drained: kept
+        b.consume(3)
+        b.releaseBlockIfEmpty()
+        #expect(pool.lent == 0 && pool.mapped == 1 && b.allocatedBytes == 0)
+        b.append([4])
+        #expect(pool.lent == 1 && pool.mapped == 1)  // the same block again
+    }
+
+    @Test func outgrowingTheBlockMovesTheBytesToMallocAndReturnsIt() {
+        let pool = BlockPool(blockSize: 4096, reserve: 0)
+        var b = ByteBuffer(pool: pool)
+        b.append([UInt8](repeating: 7, count: 4000))
+        b.consume(1000)
+        b.append([UInt8](repeating: 8, count: 3000))
+        #expect(pool.lent == 0 && b.allocatedBytes == 8192)
+        let bytes = Array(b.readable)
+        #expect(bytes.count == 6000 && bytes.first == 7 && bytes[2999] == 7 && bytes[3000] == 8 && bytes.last == 8)
+        b.consume(6000)
+        b.releaseBlockIfEmpty()
+        #expect(b.allocatedBytes == 8192)  // malloc'd memory waits for the idle release
+        b.releaseIfEmpty()
+        #expect(b.allocatedBytes == 0 && pool.lent == 0)
+    }
+
+    @Test func aDroppedBufferGivesItsBlockBack() {
+        let pool = BlockPool(blockSize: 4096)
+        do {
+            var b = ByteBuffer(pool: pool)
+            b.append([1])
+            #expect(pool.lent == 1)
+        }
+        #expect(pool.lent == 0 && pool.mapped == 1)
+    }
+
+    @Test func trimUnmapsWhatTheLastIntervalDidNotNeed() {
+        let pool = BlockPool(blockSize: 4096, reserve: 2)
+        var blocks = (0..<10).map { _ in pool.take() }
+        #expect(pool.lent == 10 && pool.mapped == 10)
+        for block in blocks { pool.give(block) }
+        pool.trim()  // the interval needed all ten
+        #expect(pool.lent == 0 && pool.mapped == 10)
+        blocks = (0..<3).map { _ in pool.take() }  // this interval needs three
+        for block in blocks { pool.give(block) }
+        pool.trim()
+        #expect(pool.mapped == 3)
+        pool.trim()  // nothing needed since: down to the reserve
+        #expect(pool.mapped == 2)
+        let reused = pool.take()
+        #expect(pool.mapped == 2 && pool.lent == 1)
+        reused.storeBytes(of: 42, as: UInt8.self)  // still mapped, writable
+        pool.give(reused)
+    }
+}
