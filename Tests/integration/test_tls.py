@@ -16,7 +16,7 @@ import websockets
 import tlscerts
 from conftest import refusal_status
 from test_lifecycle import run_binary
-from wsraw import RawClient, request
+from wsraw import RawClient, frame, request
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +239,10 @@ def test_tls_peer_verification_off(gateway_factory, peer_factory, certs):
     (["--tls-only"], "tls-only"),
     (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-verify-client"], "tls-verify-client"),
     (["--peer-tls-ca", "/nonexistent-ca.pem"], "peer-tls-ca"),
+    (["--tls-ticket-key", "/dev/null"], "is set but tls-cert is not"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-ticket-key", "/nonexistent.key"], "/nonexistent.key"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-tickets", "no",
+      "--tls-ticket-key", "/dev/null"], "tls-tickets = no"),
 ])
 def test_tls_configuration_errors(certs, args, message):
     r = run_binary("-c", "host=echo://", *[a.format(certs=certs) for a in args])
@@ -285,3 +289,99 @@ def test_refused_protocol_version_gets_an_alert(gateway_factory, certs):
     # An alert names the reason; a bare EOF would be SSLEOFError ("unexpected eof").
     assert not isinstance(refused.value, ssl.SSLEOFError), refused.value
     assert "ALERT" in str(refused.value).upper(), refused.value
+
+
+# Session resumption from tickets.
+
+def tls_upgrade(port, ctx, session=None, message=b"resumed?"):
+    """One wss:// upgrade and echo over a raw TLS socket; returns (session for next time, reused)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+        s.sendall(request())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = s.recv(4096)
+            assert chunk, response
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 101"), response
+        s.sendall(frame(0x2, message))
+        echoed = response.split(b"\r\n\r\n", 1)[1]
+        while len(echoed) < 2 + len(message):
+            echoed += s.recv(4096)
+        assert echoed == bytes([0x82, len(message)]) + message
+        # The ticket of a TLS 1.3 session arrives after the handshake: it has been read by now.
+        return s.session, s.session_reused
+
+
+def returning_client(certs, tls12=False):
+    ctx = client_context(certs)
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3", "tls1.2"])
+def test_returning_client_resumes_its_session(gateway_factory, certs, tls12):
+    g = tls_gateway(gateway_factory, certs)
+    ctx = returning_client(certs, tls12)
+    session, reused = tls_upgrade(g.port, ctx)
+    assert not reused and session is not None and session.has_ticket
+    for _ in range(3):  # each resumed session gets a new ticket, and that one resumes too
+        session, reused = tls_upgrade(g.port, ctx, session)
+        assert reused
+
+
+def test_tickets_off_means_full_handshakes(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs, "--tls-tickets", "no")
+    ctx = returning_client(certs)
+    session, _ = tls_upgrade(g.port, ctx)
+    assert not session.has_ticket
+    _, reused = tls_upgrade(g.port, ctx, session)
+    assert not reused
+
+
+def test_a_fleet_sharing_a_ticket_key_resumes_on_any_instance(gateway_factory, certs, tmp_path):
+    key, other = tmp_path / "ticket.key", tmp_path / "other.key"
+    key.write_bytes(os.urandom(64))
+    other.write_bytes(os.urandom(64))
+    a = tls_gateway(gateway_factory, certs, "--tls-ticket-key", str(key))
+    b = tls_gateway(gateway_factory, certs, "--tls-ticket-key", str(key))
+    c = tls_gateway(gateway_factory, certs, "--tls-ticket-key", str(other))
+    random_key = tls_gateway(gateway_factory, certs)
+    ctx = returning_client(certs)
+    session, _ = tls_upgrade(a.port, ctx)
+    assert tls_upgrade(b.port, ctx, session)[1]
+    # A ticket another key sealed is not an error: the handshake is a full one.
+    assert not tls_upgrade(c.port, ctx, session)[1]
+    assert not tls_upgrade(random_key.port, ctx, session)[1]
+
+
+def test_sighup_rereads_the_ticket_key(gateway_factory, certs, tmp_path):
+    key = tmp_path / "ticket.key"
+    key.write_bytes(os.urandom(64))
+    g = tls_gateway(gateway_factory, certs, "--tls-ticket-key", str(key))
+    ctx = returning_client(certs)
+    old, _ = tls_upgrade(g.port, ctx)
+    key.write_bytes(os.urandom(64))
+    g.proc.send_signal(signal.SIGHUP)
+    assert g.wait_for_log("reloaded the session ticket key")
+    new, reused = tls_upgrade(g.port, ctx, old)
+    assert not reused  # sealed with the replaced key
+    # A broken file keeps the key in use.
+    key.write_bytes(b"short")
+    g.proc.send_signal(signal.SIGHUP)
+    assert g.wait_for_log("session ticket key reload failed")
+    assert tls_upgrade(g.port, ctx, new)[1]
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"x" * 63, "this file has 63"),
+    (b"x" * 65, "this file has more"),
+    (b"", "this file has 0"),
+])
+def test_ticket_key_of_the_wrong_size_stops_start_up(certs, tmp_path, content, message):
+    key = tmp_path / "ticket.key"
+    key.write_bytes(content)
+    r = run_binary("-c", "host=echo://", "--tls-cert", os.path.join(certs, "server.pem"),
+                   "--tls-key", os.path.join(certs, "server.key"), "--tls-ticket-key", str(key))
+    assert r.returncode == 2 and "tls-ticket-key" in r.stderr and message in r.stderr, r.stderr

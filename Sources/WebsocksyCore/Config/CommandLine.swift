@@ -53,7 +53,8 @@ public enum CommandLineParser {
             case "--max-connections", "--max-header-bytes", "--max-headers", "--idle-timeout", "--shutdown-timeout",
                  "--origin", "--unix-mode":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
-            case "--tls-cert", "--tls-key", "--tls-priority", "--tls-ca", "--peer-tls-ca", "--peer-tls-verify":
+            case "--tls-cert", "--tls-key", "--tls-priority", "--tls-ca", "--peer-tls-ca", "--peer-tls-verify",
+                 "--tls-tickets", "--tls-ticket-key":
                 try config.setCore(String(arg.dropFirst(2)), value(for: arg), at: origin)
             case "--tls-only", "--tls-verify-client":
                 try config.setCore(String(arg.dropFirst(2)), "yes", at: origin)
@@ -163,6 +164,11 @@ public enum CommandLineParser {
           --tls-ca FILE     CA certificates for client certificates
           --tls-verify-client
                             require a client certificate signed by tls-ca
+          --tls-tickets yes|no
+                            session tickets, so returning clients resume (default yes)
+          --tls-ticket-key FILE
+                            64 bytes that seal tickets, shared by a fleet (default: random
+                            per process)
           --peer-tls-ca FILE
                             CA certificates for tls:// peers (default: the system trust store)
           --peer-tls-verify yes|no
@@ -265,7 +271,8 @@ public enum CommandLineParser {
     max-connections-per-client, upgrade-rate, upgrade-burst, auth-keys, auth-secret, auth-token, auth-issuer,
     auth-audience, auth-leeway, auth-require-exp, auth-basic, auth-realm, max-programs, exec-grace,
     exec-env, exec-dir, record, record-max, tls-cert, tls-key, tls-only,
-    tls-priority, tls-ca, tls-verify-client, peer-tls-ca, peer-tls-verify, compression, compression-level,
+    tls-priority, tls-ca, tls-verify-client, tls-tickets, tls-ticket-key, peer-tls-ca, peer-tls-verify,
+    compression, compression-level,
     server-max-window-bits, client-max-window-bits, server-no-context-takeover,
     client-no-context-takeover. Timeouts and intervals are whole seconds,
     at most 31536000 (365 days).

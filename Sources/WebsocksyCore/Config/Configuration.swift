@@ -117,6 +117,10 @@ public struct Configuration: Sendable {
         public var priority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
         public var ca: String?
         public var verifyClient = false
+        /// Session tickets for resumption (`tls-tickets`), sealed with the key in `ticketKey`'s
+        /// file, or a random one per process.
+        public var tickets = true
+        public var ticketKey: String?
         public var peerCA: String?
         public var peerVerify = true
     }
@@ -153,6 +157,8 @@ public struct Configuration: Sendable {
         case "tls-priority": tls.priority = try nonEmpty(key, value, origin)
         case "tls-ca": tls.ca = try nonEmpty(key, value, origin)
         case "tls-verify-client": tls.verifyClient = try boolean(key, value, origin)
+        case "tls-tickets": tls.tickets = try boolean(key, value, origin)
+        case "tls-ticket-key": tls.ticketKey = try nonEmpty(key, value, origin)
         case "peer-tls-ca": tls.peerCA = try nonEmpty(key, value, origin)
         case "peer-tls-verify": tls.peerVerify = try boolean(key, value, origin)
         case "max-connections": maxConnections = try count(key, value, origin, minimum: 1, maximum: 10_000_000)

@@ -17,7 +17,8 @@ extension Configuration {
         "proxy-protocol-from", "admin-listen", "drain-delay", "max-connections-per-client", "upgrade-rate", "upgrade-burst",
         "auth-keys", "auth-secret", "auth-token", "auth-issuer", "auth-audience", "auth-leeway", "auth-require-exp",
         "auth-basic", "auth-realm", "max-programs", "exec-grace", "exec-env", "exec-dir", "record", "record-max",
-        "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "peer-tls-ca",
+        "tls-cert", "tls-key", "tls-only", "tls-priority", "tls-ca", "tls-verify-client", "tls-tickets",
+        "tls-ticket-key", "peer-tls-ca",
         "peer-tls-verify", "compression", "compression-level", "server-max-window-bits", "client-max-window-bits",
         "server-no-context-takeover", "client-no-context-takeover", "backend",
     ]
@@ -78,6 +79,8 @@ extension Configuration {
         case "tls-priority": return [tls.priority]
         case "tls-ca": return tls.ca.map { [$0] } ?? []
         case "tls-verify-client": return [yesNo(tls.verifyClient)]
+        case "tls-tickets": return [yesNo(tls.tickets)]
+        case "tls-ticket-key": return tls.ticketKey.map { [$0] } ?? []
         case "peer-tls-ca": return tls.peerCA.map { [$0] } ?? []
         case "peer-tls-verify": return [yesNo(tls.peerVerify)]
         case "compression":

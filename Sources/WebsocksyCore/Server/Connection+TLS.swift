@@ -6,7 +6,8 @@ extension Connection {
         if byte == 0x16 {
             guard let credentials = server.tls.serverCredentials, let priority = server.tls.serverPriority,
                   let session = TLSSession.server(fd: client.fd, credentials: credentials, priority: priority,
-                                                  requireClientCertificate: server.tls.verifyClient) else {
+                                                  requireClientCertificate: server.tls.verifyClient,
+                                                  ticketKey: server.tls.ticketKey) else {
                 Log.error("\(clientAddress): cannot start a TLS session")
                 destroy()
                 return

@@ -5,6 +5,8 @@ final class TLSContext {
     let serverPriority: TLSPriority?
     let tlsOnly: Bool
     let verifyClient: Bool
+    /// Nil when session tickets are off.
+    private(set) var ticketKey: TLSTicketKey?
     private let settings: Configuration.TLSSettings
 
     /// Client side, for `tls://` peers: made on first use when it is the system trust store.
@@ -20,6 +22,8 @@ final class TLSContext {
         if settings.key != nil && settings.certificate == nil { throw ConfigError("tls-key", "is set but tls-cert is not") }
         if settings.only && settings.certificate == nil { throw ConfigError("tls-only", "needs tls-cert (and tls-key)") }
         if settings.verifyClient && settings.ca == nil { throw ConfigError("tls-verify-client", "needs tls-ca, the CA that signs client certificates") }
+        if settings.ticketKey != nil && settings.certificate == nil { throw ConfigError("tls-ticket-key", "is set but tls-cert is not") }
+        if settings.ticketKey != nil && !settings.tickets { throw ConfigError("tls-ticket-key", "is set but tls-tickets = no") }
         do throws(TLSError) {
             serverPriority = try settings.certificate.map { _ throws(TLSError) in try TLSPriority(settings.priority) }
         } catch {
@@ -32,6 +36,13 @@ final class TLSContext {
             }
         } catch {
             throw ConfigError(settings.certificate ?? "tls-cert", error.description)
+        }
+        if settings.certificate != nil && settings.tickets {
+            do throws(TLSError) {
+                if let file = settings.ticketKey { ticketKey = try TLSTicketKey(file: file) } else { ticketKey = try TLSTicketKey() }
+            } catch {
+                throw ConfigError("tls-ticket-key", error.description)
+            }
         }
         if let ca = settings.peerCA {
             do throws(TLSError) {
@@ -51,6 +62,13 @@ final class TLSContext {
             Log.info("reloaded TLS certificate \(certificate)")
         } catch {
             Log.error("TLS reload failed, keeping the previous certificate: \(error)")
+        }
+        guard let file = settings.ticketKey else { return }
+        do throws(TLSError) {
+            ticketKey = try TLSTicketKey(file: file)
+            Log.info("reloaded the session ticket key \(file)")
+        } catch {
+            Log.error("session ticket key reload failed, keeping the previous key: \(error)")
         }
     }
 

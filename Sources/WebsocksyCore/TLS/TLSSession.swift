@@ -17,6 +17,8 @@ final class TLSSession {
     /// Held for the session's lifetime (GnuTLS does not copy them).
     private let credentials: TLSCredentials
     private let priority: TLSPriority
+    /// Held like the credentials: a reload replaces the key for new sessions only.
+    private var ticketKey: TLSTicketKey?
     /// Length of a record write that returned EAGAIN: GnuTLS wants the same call repeated. (The
     /// push never blocks, so this stays 0; kept so that the rule holds whatever the transport.)
     var pendingWrite = 0
@@ -40,12 +42,18 @@ final class TLSSession {
         free(verifiedName)
     }
 
-    /// A server session; `requireClientCertificate` asks for and verifies one against the CA.
-    static func server(fd: Int32, credentials: TLSCredentials, priority: TLSPriority, requireClientCertificate: Bool) -> TLSSession? {
+    /// A server session; `requireClientCertificate` asks for and verifies one against the CA;
+    /// with a `ticketKey` it issues session tickets and resumes sessions from them.
+    static func server(fd: Int32, credentials: TLSCredentials, priority: TLSPriority, requireClientCertificate: Bool,
+                       ticketKey: TLSTicketKey?) -> TLSSession? {
         var handle: gnutls_session_t?
         guard gnutls_init(&handle, cgnutls_server_flags()) >= 0, let handle else { return nil }
         let s = TLSSession(session: handle, fd: fd, credentials: credentials, priority: priority)
         s.setALPN()
+        if let ticketKey {
+            ticketKey.enable(on: handle)
+            s.ticketKey = ticketKey
+        }
         if requireClientCertificate {
             gnutls_certificate_server_set_request(handle, GNUTLS_CERT_REQUIRE)
             gnutls_session_set_verify_cert(handle, nil, 0)
