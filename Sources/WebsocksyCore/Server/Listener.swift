@@ -14,6 +14,9 @@ final class Listener: EventHandler {
     private let onAccept: (Int32, sockaddr_storage) -> Void
     /// The socket file to remove on stop, for Unix sockets.
     private var unixPath: String?
+    /// TCP_NODELAY is set on the listening socket, and Linux copies it to every accepted one: a
+    /// setsockopt per connection saved. Otherwise (a Unix socket) accepted ones need nothing.
+    private(set) var acceptsWithNoDelay = false
 
     init(host: String, port: String, unixMode: UInt32, reusePort: Bool = false, inherited: Int32? = nil,
          onAccept: @escaping (Int32, sockaddr_storage) -> Void) throws(ConfigError) {
@@ -27,6 +30,7 @@ final class Listener: EventHandler {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(inherited, $0, &length) }
             }
             boundDescription = Int32(storage.ss_family) == AF_UNIX ? "an inherited unix socket" : SocketOptions.describe(&storage)
+            acceptsWithNoDelay = SocketOptions.setNoDelay(fd)
             return
         }
         if host.hasPrefix("unix:") {
@@ -36,6 +40,7 @@ final class Listener: EventHandler {
             return
         }
         (fd, boundDescription) = try Self.bindTCP(host: host, port: port, reusePort: reusePort, listening: true)
+        acceptsWithNoDelay = SocketOptions.setNoDelay(fd)
     }
 
     /// Binds the first address of `host` that works (`::` dual-stack) and, when `listening`, listens.

@@ -271,7 +271,7 @@ public final class Server {
             Log.debug("at max-connections: closing an endpoint that was still finishing")
             oldest.close()
         }
-        SocketOptions.setNoDelay(fd)
+        if listener?.acceptsWithNoDelay == false { SocketOptions.setNoDelay(fd) }
         let client: StreamEndpoint
         do {
             client = try StreamEndpoint(server: self, fd: fd, owner: nil)

@@ -9,9 +9,12 @@ enum SocketOptions {
     }
 
     /// Disables Nagle: every frame is written whole with one writev, so there is nothing to coalesce,
-    /// and waiting for a delayed ACK would add 40 ms to small messages.
-    static func setNoDelay(_ fd: Int32) {
-        setInt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+    /// and waiting for a delayed ACK would add 40 ms to small messages. False when `fd` is not a
+    /// TCP socket. On a listening socket it is inherited by the sockets it accepts.
+    @discardableResult
+    static func setNoDelay(_ fd: Int32) -> Bool {
+        var one: Int32 = 1
+        return setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) == 0
     }
 
     /// Bytes received and not read yet (FIONREAD).
