@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 [ -f "$SHARED/wsload.c" ] || { echo "bench: $SHARED/wsload.c not found (set SHARED=path/to/shared/bench)"; exit 1; }
 cc -O2 -o "$OUT/wsload" "$SHARED/wsload.c"
 cc -O2 -o "$OUT/echopeer" "$SHARED/echopeer.c"
-cc -O2 -o "$OUT/wssbench" bench/wssbench.c -lgnutls -lpthread
+cc -O2 -Wall -o "$OUT/wssbench" bench/wssbench.c -lgnutls -lpthread
 cc -O2 -o "$OUT/upgradefloor" bench/upgradefloor.c -lnettle
 cc -O2 -o "$OUT/deflatebench" bench/deflatebench.c -lz -lpthread
 [ -f "$OUT/key.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$OUT/key.pem" \
@@ -30,6 +30,10 @@ PEER_PORT=19300; SOCAT_PORT=19301; GW_PORT=19302; TLS_PORT=19303; W2_PORT=19304;
 # JSON stream rows: each gateway has its own peer port, where deflatebench listens during a run.
 DZ_PORT=19308; DZ_PEER=19309; DU_PORT=19310; DU_PEER=19311; CGZ_PORT=19312; CGZ_PEER=19313
 NGINX_PORT=19314; ADMIN_PORT=19315; TLS_RSA_PORT=19316; NGINX_RSA_PORT=19317; HS_PORT=19318; ES_PORT=19319; EXEC_PORT=19320
+C_PORT=19321
+# The C websocksy, when built (bench/c-websocksy.sh builds it from its public sources): its handshake rate
+# next to ours. Its -c port= is separate, and it logs every frame to stderr.
+C_WEBSOCKSY=${C_WEBSOCKSY:-$OUT/c-websocksy/websocksy}
 JSON=(-c framing=newline -c framing-config=lf)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -67,7 +71,7 @@ $RELAY "$GATEWAY" -l 127.0.0.1 -p $DU_PORT -k 0 --compression off -c host=tcp://
 # nginx terminating TLS in front of the plain gateway ($GW_PORT), the usual alternative to the gateway's
 # own TLS: one worker on the relay's core (with the gateway behind it), the TLS instance's certificate and
 # key, TLS 1.3 only with the group and cipher that instance negotiates with wssbench (P-256, AES-256-GCM),
-# no session tickets (the gateway sends none; wssbench resumes nothing either way). Not root: prefix,
+# session tickets on (both sides issue them; `wssbench -r` resumes from them), no session cache. Not root: prefix,
 # pid, logs and temp paths are in $OUT/nginx; without root nginx ignores `user` and keeps ours.
 # An upgraded connection is relayed through one proxy_buffer_size buffer each way, by default one page:
 # 4 KiB reads and TLS records halve nginx's stream figure, so it gets 16 KiB, a full TLS record
@@ -86,8 +90,7 @@ nginx_server() {
         ssl_ecdh_curve prime256v1;
         ssl_conf_command Ciphersuites TLS_AES_256_GCM_SHA384;
         ssl_session_cache off;
-        ssl_session_tickets off;
-        ssl_conf_command NumTickets 0;
+        ssl_session_tickets on;
         location / {
             proxy_pass http://127.0.0.1:$GW_PORT;
             proxy_http_version 1.1;
@@ -172,6 +175,16 @@ cpu_per_upgrade() {  # PID PORT -> microseconds
 }
 R[handshake_cpu,gateway]=$(cpu_per_upgrade "${pids[2]}" $GW_PORT)
 R[handshake_cpu,floor]=$(cpu_per_upgrade "$floor_pid" $FLOOR_PORT)
+if [ -x "$C_WEBSOCKSY" ]; then
+    $RELAY "$C_WEBSOCKSY" -l 127.0.0.1 -p $C_PORT -c host=tcp://127.0.0.1 -c port=$PEER_PORT -c framing=binary \
+        2>/dev/null & c_pid=$!; pids+=($c_pid)
+    sleep 0.5
+    R[handshake,c]=$(measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$C_PORT/)
+    R[handshake_cpu,c]=$(cpu_per_upgrade "$c_pid" $C_PORT)
+    kill $c_pid
+else
+    R[handshake,c]="(not built: bench/c-websocksy.sh)"; R[handshake_cpu,c]="-"
+fi
 # Two workers: the load generator and the peer share the two cores with them (no pinning here).
 R[echo100,w2]=$(LOAD="" measure msgs_per_s -M echo -c 100 -s 1024 -u ws://127.0.0.1:$W2_PORT/)
 R[handshake,w2]=$(LOAD="" measure msgs_per_s -M handshake -c 10 -u ws://127.0.0.1:$W2_PORT/)
@@ -289,6 +302,16 @@ done
 R[wss_handshake_rsa,plain]=$(wss upgrades_per_s $TLS_RSA_PORT -M handshake -c 10 -p)
 R[wss_handshake_rsa,tls]=$(wss upgrades_per_s $TLS_RSA_PORT -M handshake -c 10)
 if [ -z "$NGINX_STATE" ]; then R[wss_handshake_rsa,nginx]=$(wss upgrades_per_s $NGINX_RSA_PORT -M handshake -c 10); else R[wss_handshake_rsa,nginx]=$NGINX_STATE; fi
+# Returning clients: each of wssbench's connection slots resumes from the ticket of its previous connection.
+R[wss_resumed,plain]=${R[wss_handshake,plain]}; R[wss_resumed_rsa,plain]=${R[wss_handshake_rsa,plain]}
+R[wss_resumed,tls]=$(wss upgrades_per_s $TLS_PORT -M handshake -c 10 -r)
+R[wss_resumed_rsa,tls]=$(wss upgrades_per_s $TLS_RSA_PORT -M handshake -c 10 -r)
+if [ -z "$NGINX_STATE" ]; then
+    R[wss_resumed,nginx]=$(wss upgrades_per_s $NGINX_PORT -M handshake -c 10 -r)
+    R[wss_resumed_rsa,nginx]=$(wss upgrades_per_s $NGINX_RSA_PORT -M handshake -c 10 -r)
+else
+    R[wss_resumed,nginx]=$NGINX_STATE; R[wss_resumed_rsa,nginx]=$NGINX_STATE
+fi
 # CPU time on the relay's core per upgrade (user + system from /proc, one run): the TLS gateway's, or
 # nginx's (master and worker) and the plain gateway's behind it.
 wss_cpu() {  # "PIDS" PORT [-p] -> microseconds
@@ -326,6 +349,8 @@ wss_table() {
     wss_row "handshake, 10 conns: CPU µs per upgrade on the relay's core (lower is better)" wss_cpu
     wss_row "RSA-2048 certificate: handshake, 10 conns: upgrades/s" wss_handshake_rsa
     wss_row "RSA-2048 certificate: CPU µs per upgrade on the relay's core (lower is better)" wss_cpu_rsa
+    wss_row "resumed sessions (tickets, \`wssbench -r\`), 10 conns: upgrades/s" wss_resumed
+    wss_row "RSA-2048 certificate, resumed sessions: upgrades/s" wss_resumed_rsa
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -338,10 +363,10 @@ table=$(cat <<EOT
 | echo, 100 conns, 1 KiB: p99 µs | ${R[echo100p99,ceiling]} | ${R[echo100p99,socat]} | ${R[echo100p99,gateway]} | $(ratio "${R[echo100p99,gateway]}" "${R[echo100p99,socat]}") | $(ratio "${R[echo100p99,gateway]}" "${R[echo100p99,ceiling]}") |
 | stream, 1 conn, 64 KiB: MB/s | ${R[stream,ceiling]} | ${R[stream,socat]} | ${R[stream,gateway]} | $(ratio "${R[stream,gateway]}" "${R[stream,socat]}") | $(ratio "${R[stream,gateway]}" "${R[stream,ceiling]}") |
 
-| handshakes (each connects to the peer) | upgradefloor | websocksy | websocksy / floor |
-|---|---|---|---|
-| 10 conns: upgrades/s | ${R[handshake,floor]} | ${R[handshake,gateway]} | $(ratio "${R[handshake,gateway]}" "${R[handshake,floor]}") |
-| CPU time of the relay per upgrade: µs | ${R[handshake_cpu,floor]} | ${R[handshake_cpu,gateway]} | $(ratio "${R[handshake_cpu,gateway]}" "${R[handshake_cpu,floor]}") |
+| handshakes (each connects to the peer) | upgradefloor | C websocksy | websocksy | websocksy / floor | websocksy / C websocksy |
+|---|---|---|---|---|---|
+| 10 conns: upgrades/s | ${R[handshake,floor]} | ${R[handshake,c]} | ${R[handshake,gateway]} | $(ratio "${R[handshake,gateway]}" "${R[handshake,floor]}") | $(ratio "${R[handshake,gateway]}" "${R[handshake,c]}") |
+| CPU time of the relay per upgrade: µs | ${R[handshake_cpu,floor]} | ${R[handshake_cpu,c]} | ${R[handshake_cpu,gateway]} | $(ratio "${R[handshake_cpu,gateway]}" "${R[handshake_cpu,floor]}") | $(ratio "${R[handshake_cpu,gateway]}" "${R[handshake_cpu,c]}") |
 
 | more (websocksy) | figure |
 |---|---|
@@ -375,7 +400,7 @@ echo "$table"
     echo "nginx ($NGINX_VERSION): TLS in front of the plain websocksy instance, on the relay's core with it:"
     echo "\`worker_processes 1\`; \`listen ssl\` with the TLS instance's certificate and key, \`ssl_protocols TLSv1.3\`,"
     echo "\`ssl_ecdh_curve prime256v1\`, \`Ciphersuites TLS_AES_256_GCM_SHA384\` (what websocksy and wssbench negotiate),"
-    echo "session cache and tickets off (websocksy sends none); \`proxy_pass http://127.0.0.1:GW\`, \`proxy_http_version 1.1\`,"
+    echo "session tickets on and session cache off, as websocksy; \`proxy_pass http://127.0.0.1:GW\`, \`proxy_http_version 1.1\`,"
     echo "\`Upgrade \$http_upgrade\`, \`Connection upgrade\`, \`proxy_buffering off\`, \`proxy_request_buffering off\`, read/send"
     echo "timeouts 3600 s, \`proxy_buffer_size ${NGINX_BUFFER:-(default, one page)}\` (an upgraded connection is relayed through"
     echo "one such buffer each way; nginx's default 4 KiB halves its stream figure); everything else nginx's defaults. Full"
@@ -384,7 +409,10 @@ echo "$table"
     echo "sends a message, waits for all of it to come back (checked), sends the next. RSA-2048 rows: a third gateway instance and"
     echo "a second nginx server with an RSA-2048 certificate (\`openssl req -newkey rsa:2048\`), otherwise the same."
     echo "upgradefloor: \`bench/upgradefloor.c\`, the least work per upgrade (accept, connect the peer, 101, Close, close),"
-    echo "on the relay's core: the handshake ceiling of this layout."
+    echo "on the relay's core: the handshake ceiling of this layout. C websocksy: built by \`bench/c-websocksy.sh\` (-O2) and"
+    echo "run on the relay's core as \`websocksy -c host=tcp://127.0.0.1 -c port=PEER -c framing=binary 2>/dev/null\`."
+    echo "Resumed rows: \`wssbench -r\`, each of the 10 connection slots offers the session (ticket) of its previous"
+    echo "connection; the ws:// column repeats the full-handshake row's."
     echo "json stream: \`bench/deflatebench.c\` is both the TCP peer (seeded JSON lines, 155 B on average, written as fast as"
     echo "the gateway takes them) and the client (offers \`permessage-deflate; client_max_window_bits\`, inflates, checks every"
     echo "byte); websocksy with \`-c framing=newline -c framing-config=lf\` and \`--compression on\` (defaults: level 6, window"

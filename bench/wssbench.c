@@ -2,13 +2,18 @@
  * wssbench: WebSocket load over TLS (or plain TCP with -p), for what wsload (ws:// only) cannot do.
  *
  *   wssbench -M stream    -a HOST:PORT [-s BYTES] [-d SEC] [-p]   one connection, echoed MB/s
- *   wssbench -M handshake -a HOST:PORT [-c CONNS] [-d SEC] [-p]   upgrades/s (connect, TLS, 101, close)
+ *   wssbench -M handshake -a HOST:PORT [-c CONNS] [-d SEC] [-p | -r]   upgrades/s (connect, TLS, 101, close)
  *   wssbench -M echo      -a HOST:PORT [-c CONNS] [-s BYTES] [-d SEC] [-p]
  *                          CONNS connections, each sends one message, waits for all of its payload to
  *                          come back (checked byte for byte), sends the next: echoed msgs/s
  *
- * Certificates are not verified (it measures cost, not trust). Every TLS handshake is a full one (no
- * session is resumed). -v prints the first connection's TLS parameters on stderr. Prints one RESULT line.
+ * Certificates are not verified (it measures cost, not trust). Every TLS handshake is a full one unless
+ * -r (handshake mode over TLS only; refused otherwise): then each of the CONNS connection slots offers the
+ * session data of its previous connection (gnutls_session_set_data), taken from every connection once its
+ * 101 has been read (a TLS 1.3 NewSessionTicket arrives after the handshake). A slot's first connection,
+ * and one after a connection that brought no ticket, is a full handshake. The handshake RESULT line counts
+ * the handshakes the server actually resumed (resumed=N, 0 without -r). -v prints the first connection's
+ * TLS parameters on stderr (with -r also the first resumed one's). Prints one RESULT line.
  */
 #define _GNU_SOURCE
 #include <gnutls/gnutls.h>
@@ -32,11 +37,13 @@ static const char* host = "127.0.0.1";
 static const char* port = "8001";
 static int plain = 0;
 static int verbose = 0;
-static atomic_int described;
+static int resume = 0;
+static atomic_int described; /* bit 1: a full handshake was described, bit 2: a resumed one */
 static double duration = 5;
 static size_t message = 65536;
 static gnutls_certificate_credentials_t credentials;
 static atomic_long upgrades;
+static atomic_long resumed;
 static atomic_long echoed;
 static atomic_int stop;
 
@@ -59,6 +66,14 @@ static ssize_t conn_recv(conn* c, void* data, size_t n) {
 	return plain ? recv(c->fd, data, n, 0) : gnutls_record_recv(c->tls, data, n);
 }
 
+/* For a blocking socket. GnuTLS returns GNUTLS_E_AGAIN from gnutls_record_recv after it has processed a
+ * post-handshake message (a TLS 1.3 NewSessionTicket, a KeyUpdate) even when the socket blocks: read again. */
+static ssize_t conn_recv_blocking(conn* c, void* data, size_t n) {
+	ssize_t r;
+	do { r = conn_recv(c, data, n); } while (!plain && (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED));
+	return r;
+}
+
 static int send_all(conn* c, const uint8_t* data, size_t n) {
 	while (n > 0) {
 		ssize_t w = conn_send(c, data, n);
@@ -69,8 +84,8 @@ static int send_all(conn* c, const uint8_t* data, size_t n) {
 	return 0;
 }
 
-/* Connects, runs TLS and the HTTP upgrade; returns 0 on a 101. */
-static int open_conn(conn* c) {
+/* Connects, runs TLS (offering session data if given, to resume) and the HTTP upgrade; returns 0 on a 101. */
+static int open_conn(conn* c, const gnutls_datum_t* session_data) {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	if (getaddrinfo(host, port, &hints, &ai) != 0) return -1;
 	c->fd = socket(ai->ai_family, SOCK_STREAM, 0);
@@ -84,9 +99,12 @@ static int open_conn(conn* c) {
 		gnutls_set_default_priority(c->tls);
 		gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, credentials);
 		gnutls_transport_set_int(c->tls, c->fd);
+		if (session_data && session_data->size > 0) /* unusable data just means a full handshake */
+			gnutls_session_set_data(c->tls, session_data->data, session_data->size);
 		do { rc = gnutls_handshake(c->tls); } while (rc < 0 && !gnutls_error_is_fatal(rc));
 		if (rc < 0) return -1;
-		if (verbose && !atomic_exchange(&described, 1)) {
+		int kind = gnutls_session_is_resumed(c->tls) ? 2 : 1;
+		if (verbose && !(atomic_fetch_or(&described, kind) & kind)) {
 			char* desc = gnutls_session_get_desc(c->tls);
 			fprintf(stderr, "wssbench: %s%s\n", desc, gnutls_session_is_resumed(c->tls) ? " (resumed)" : "");
 			gnutls_free(desc);
@@ -98,7 +116,7 @@ static int open_conn(conn* c) {
 	char response[1024];
 	size_t got = 0;
 	while (got < sizeof response - 1) {
-		ssize_t r = conn_recv(c, response + got, 1); /* byte by byte: nothing after the header is taken */
+		ssize_t r = conn_recv_blocking(c, response + got, 1); /* byte by byte: nothing after the header is taken */
 		if (r <= 0) return -1;
 		got += (size_t)r;
 		response[got] = 0;
@@ -118,19 +136,34 @@ static void close_conn(conn* c) {
 static void* handshake_worker(void* unused) {
 	(void)unused;
 	static const uint8_t close_frame[] = { 0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8 };
+	gnutls_datum_t session_data = { NULL, 0 }; /* -r: this slot's previous connection's session */
 	while (!atomic_load(&stop)) {
 		conn c;
-		if (open_conn(&c) != 0) {
+		if (open_conn(&c, resume ? &session_data : NULL) != 0) {
 			fprintf(stderr, "wssbench: upgrade failed\n");
 			exit(1);
 		}
+		int was_resumed = !plain && gnutls_session_is_resumed(c.tls);
+		if (resume) {
+			/* The 101 has been read, so a TLS 1.3 ticket sent after the handshake has been processed.
+			 * Without one, gnutls_session_get_data2 would wait ~60 ms for it and return data that
+			 * cannot resume: the next connection of this slot is then a full handshake. */
+			gnutls_free(session_data.data);
+			session_data = (gnutls_datum_t){ NULL, 0 };
+			if ((gnutls_protocol_get_version(c.tls) != GNUTLS_TLS1_3 ||
+			     (gnutls_session_get_flags(c.tls) & GNUTLS_SFLAGS_SESSION_TICKET)) &&
+			    gnutls_session_get_data2(c.tls, &session_data) < 0)
+				session_data = (gnutls_datum_t){ NULL, 0 };
+		}
 		send_all(&c, close_frame, sizeof close_frame);
 		uint8_t buf[256];
-		while (conn_recv(&c, buf, sizeof buf) > 0) {
+		while (conn_recv_blocking(&c, buf, sizeof buf) > 0) {
 		}
 		close_conn(&c);
 		atomic_fetch_add(&upgrades, 1);
+		if (was_resumed) atomic_fetch_add(&resumed, 1);
 	}
+	gnutls_free(session_data.data);
 	return NULL;
 }
 
@@ -144,7 +177,7 @@ static void* stream_reader(void* unused) {
 	uint8_t header[10];
 	size_t header_have = 0, header_need = 2;
 	while (!atomic_load(&stop)) {
-		ssize_t n = conn_recv(&stream_conn, buf, sizeof buf);
+		ssize_t n = conn_recv_blocking(&stream_conn, buf, sizeof buf);
 		if (n <= 0) break;
 		for (ssize_t i = 0; i < n;) {
 			if (frame_left > 0) {
@@ -262,7 +295,7 @@ static int echo_mode(int conns) {
 	size_t frame_size = message + (message < 126 ? 6 : message < 65536 ? 8 : 14);
 	for (int i = 0; i < conns; i++) {
 		echo_conn* e = &all[i];
-		if (open_conn(&e->c) != 0) { fprintf(stderr, "wssbench: upgrade failed\n"); return 1; }
+		if (open_conn(&e->c, NULL) != 0) { fprintf(stderr, "wssbench: upgrade failed\n"); return 1; }
 		fcntl(e->c.fd, F_SETFL, fcntl(e->c.fd, F_GETFL) | O_NONBLOCK);
 		e->frame_size = frame_size;
 		e->frame = calloc(1, frame_size);
@@ -347,8 +380,13 @@ int main(int argc, char** argv) {
 		else if (!strcmp(argv[i], "-d") && i + 1 < argc) duration = atof(argv[++i]);
 		else if (!strcmp(argv[i], "-c") && i + 1 < argc) conns = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "-p")) plain = 1;
+		else if (!strcmp(argv[i], "-r")) resume = 1;
 		else if (!strcmp(argv[i], "-v")) verbose = 1;
-		else { fprintf(stderr, "usage: wssbench -M stream|handshake|echo -a HOST:PORT [-s BYTES] [-c CONNS] [-d SEC] [-p] [-v]\n"); return 2; }
+		else { fprintf(stderr, "usage: wssbench -M stream|handshake|echo -a HOST:PORT [-s BYTES] [-c CONNS] [-d SEC] [-p | -r] [-v]\n"); return 2; }
+	}
+	if (resume && (strcmp(mode, "handshake") != 0 || plain)) {
+		fprintf(stderr, "wssbench: -r (TLS session resumption) needs -M handshake and TLS (not -p)\n");
+		return 2;
 	}
 	gnutls_certificate_allocate_credentials(&credentials);
 	if (!strcmp(mode, "echo")) return echo_mode(conns);
@@ -361,11 +399,11 @@ int main(int argc, char** argv) {
 		atomic_store(&stop, 1);
 		double secs = now() - start;
 		for (int i = 0; i < conns; i++) pthread_join(threads[i], NULL);
-		printf("RESULT mode=handshake tls=%d conns=%d secs=%.3f upgrades=%ld upgrades_per_s=%.1f\n",
-		       !plain, conns, secs, atomic_load(&upgrades), atomic_load(&upgrades) / secs);
+		printf("RESULT mode=handshake tls=%d conns=%d secs=%.3f upgrades=%ld upgrades_per_s=%.1f resumed=%ld\n",
+		       !plain, conns, secs, atomic_load(&upgrades), atomic_load(&upgrades) / secs, atomic_load(&resumed));
 		return 0;
 	}
-	if (open_conn(&stream_conn) != 0) { fprintf(stderr, "wssbench: upgrade failed\n"); return 1; }
+	if (open_conn(&stream_conn, NULL) != 0) { fprintf(stderr, "wssbench: upgrade failed\n"); return 1; }
 	/* A batch of masked binary frames (the all-zero mask keeps the payload as is). */
 	size_t frame_size = message + (message < 126 ? 6 : message < 65536 ? 8 : 14);
 	size_t count = (1 << 20) / frame_size + 1;
