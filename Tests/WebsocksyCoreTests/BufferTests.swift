@@ -46,9 +46,9 @@ import Testing
         #expect(pool.lent == 1)  // not drained: kept
         b.consume(3)
         b.releaseBlockIfEmpty()
-        #expect(pool.lent == 0 && pool.mapped == 1 && b.allocatedBytes == 0)
+        #expect(pool.lent == 0 && pool.resident == 1 && b.allocatedBytes == 0)
         b.append([4])
-        #expect(pool.lent == 1 && pool.mapped == 1)  // the same block again
+        #expect(pool.lent == 1 && pool.resident == 1)  // the same block again
     }
 
     @Test func outgrowingTheBlockMovesTheBytesToMallocAndReturnsIt() {
@@ -74,25 +74,36 @@ import Testing
             b.append([1])
             #expect(pool.lent == 1)
         }
-        #expect(pool.lent == 0 && pool.mapped == 1)
+        #expect(pool.lent == 0 && pool.resident == 1)
     }
 
-    @Test func trimUnmapsWhatTheLastIntervalDidNotNeed() {
+    @Test func trimReleasesWhatTheLastIntervalDidNotNeed() {
         let pool = BlockPool(blockSize: 4096, reserve: 2)
-        var blocks = (0..<10).map { _ in pool.take() }
-        #expect(pool.lent == 10 && pool.mapped == 10)
-        for block in blocks { pool.give(block) }
+        var blocks = (0..<10).map { _ in pool.take()! }
+        #expect(pool.lent == 10 && pool.resident == 10)
+        #expect(Set(blocks).count == 10)
+        for block in blocks { block.storeBytes(of: 0xAB, as: UInt8.self); pool.give(block) }
         pool.trim()  // the interval needed all ten
-        #expect(pool.lent == 0 && pool.mapped == 10)
-        blocks = (0..<3).map { _ in pool.take() }  // this interval needs three
+        #expect(pool.lent == 0 && pool.resident == 10)
+        blocks = (0..<3).map { _ in pool.take()! }  // this interval needs three
         for block in blocks { pool.give(block) }
         pool.trim()
-        #expect(pool.mapped == 3)
+        #expect(pool.resident == 3)
         pool.trim()  // nothing needed since: down to the reserve
-        #expect(pool.mapped == 2)
-        let reused = pool.take()
-        #expect(pool.mapped == 2 && pool.lent == 1)
-        reused.storeBytes(of: 42, as: UInt8.self)  // still mapped, writable
-        pool.give(reused)
+        #expect(pool.resident == 2)
+        // Every block can be taken again; the released ones come back zeroed, still mapped.
+        blocks = (0..<10).map { _ in pool.take()! }
+        #expect(pool.resident == 10 && pool.lent == 10)
+        let zeroed = blocks.filter { $0.load(as: UInt8.self) == 0 }.count
+        #expect(zeroed == 8)
+        for block in blocks { pool.give(block) }
+    }
+
+    @Test func slabsHoldSixteenBlocks() {
+        let pool = BlockPool(blockSize: 4096)
+        let blocks = (0..<17).map { _ in pool.take()! }
+        let addresses = blocks.prefix(16).map { UInt(bitPattern: $0) }.sorted()
+        #expect(addresses.last! - addresses.first! == 15 * 4096)  // one mapping
+        for block in blocks { pool.give(block) }
     }
 }

@@ -99,8 +99,8 @@ public struct ByteBuffer: ~Copyable {
             writerIndex = live
             return
         }
-        if base == nil, let pool, minimum <= pool.blockSize {
-            base = pool.take()
+        if base == nil, let pool, minimum <= pool.blockSize, let block = pool.take() {
+            base = block
             capacity = pool.blockSize
             isBlock = true
             return

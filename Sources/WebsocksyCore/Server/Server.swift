@@ -52,7 +52,7 @@ public final class Server {
     private(set) var budget: MemoryBudget!
     /// Connections at the last return of freed memory to the system, and the most since.
     private var peakConnections = 0
-    /// When the buffer blocks no interval needed are next unmapped.
+    /// When the buffer blocks no interval needed next give their pages back.
     private var nextBlockTrim: Int64 = 0
     private var signals: SignalSource?
     /// Monotonic time of the current loop turn (ms).
