@@ -221,6 +221,66 @@ def test_udp_peer_error_while_paused_closes_the_client_with_1011(gateway_factory
     assert g.wait_for_log("peer error")
 
 
+def test_udp_peer_flooding_after_our_close_costs_no_memory(gateway_factory):
+    """The gateway has sent Close (idle timeout) and waits for the client's, which never comes,
+    while the UDP peer floods: what it sends can no longer reach the client and must not pile up."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        g = gateway_factory("-c", f"host=udp://127.0.0.1:{udp.getsockname()[1]}", "-c", "framing=binary",
+                            "-k", "0", "--idle-timeout", "1")
+        c = RawClient(g.port)
+        c.handshake()
+        c.send(frame(2, b"hello"))
+        udp.settimeout(5)
+        _, gateway_address = udp.recvfrom(65536)
+        _, opcode, payload = c.recv_frame()  # Close 1001 after a second of silence; never answered
+        assert opcode == 8 and close_code(payload) == 1001
+        before = rss_kib(g.proc.pid)
+        datagram = os.urandom(65507)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # about 1 GB offered, if the loopback takes it
+            for _ in range(64):
+                try:
+                    udp.sendto(datagram, gateway_address)
+                except OSError:
+                    pass
+        grown = rss_kib(g.proc.pid) - before
+        assert grown < 20 << 10, f"RSS grew by {grown} KiB while the Close was unanswered"
+    finally:
+        udp.close()
+
+
+def vm_size_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+
+
+def test_partial_frames_keep_their_buffers_in_the_pool(gateway_factory):
+    """Clients that send a frame a few bytes at a time: each read's few bytes stay in the
+    connection's 64 KiB block (they slide to its front) instead of moving to a 128 KiB buffer."""
+    g = gateway_factory("-c", "host=echo://", "-k", "0")
+    clients = []
+    for _ in range(300):
+        c = RawClient(g.port)
+        c.handshake()
+        clients.append(c)
+    head = frame(2, os.urandom(70000))
+    for c in clients:
+        c.send(head[:5])
+    time.sleep(0.5)
+    before = vm_size_kib(g.proc.pid)
+    for c in clients:
+        c.send(head[5:6])
+    time.sleep(0.5)
+    grown = vm_size_kib(g.proc.pid) - before
+    assert grown < 300 * 32, f"address space grew by {grown} KiB for 300 one-byte reads"
+    for c in clients:  # the rest of the frame still arrives whole
+        c.send(head[6:])
+    for c in clients:
+        c.close()
+
+
 # 3. A peer reset with bytes queued to it is an error.
 
 def test_peer_reset_with_bytes_queued_to_it_closes_with_1011(gateway_factory, tcp_peer):

@@ -243,6 +243,9 @@ def test_tls_peer_verification_off(gateway_factory, peer_factory, certs):
     (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-ticket-key", "/nonexistent.key"], "/nonexistent.key"),
     (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-tickets", "no",
       "--tls-ticket-key", "/dev/null"], "tls-tickets = no"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-ca", "{certs}/ca.pem",
+      "--tls-verify-client", "--tls-ticket-key", "/dev/null"], "cannot be combined with tls-verify-client"),
+    (["--tls-cert", "{certs}/server.pem", "--tls-key", "{certs}/server.key", "--tls-ticket-key", "/tmp"], "not a regular file"),
 ])
 def test_tls_configuration_errors(certs, args, message):
     r = run_binary("-c", "host=echo://", *[a.format(certs=certs) for a in args])
@@ -385,3 +388,40 @@ def test_ticket_key_of_the_wrong_size_stops_start_up(certs, tmp_path, content, m
     r = run_binary("-c", "host=echo://", "--tls-cert", os.path.join(certs, "server.pem"),
                    "--tls-key", os.path.join(certs, "server.key"), "--tls-ticket-key", str(key))
     assert r.returncode == 2 and "tls-ticket-key" in r.stderr and message in r.stderr, r.stderr
+
+
+def test_no_tickets_with_client_certificates(gateway_factory, certs):
+    """GnuTLS checks a client certificate in full handshakes only: a resumed session would skip
+    the check, with a ticket from an instance that asks for none or from before a CA change."""
+    lenient = tls_gateway(gateway_factory, certs)
+    strict = tls_gateway(gateway_factory, certs, "--tls-ca", os.path.join(certs, "ca.pem"), "--tls-verify-client")
+    ctx = returning_client(certs)
+    foreign, _ = tls_upgrade(lenient.port, ctx)
+    with pytest.raises((ssl.SSLError, OSError, AssertionError)):
+        tls_upgrade(strict.port, ctx, foreign)  # no certificate: refused, ticket or not
+    with_cert = client_context(certs, client_cert=True)
+    session, _ = tls_upgrade(strict.port, with_cert)
+    assert not session.has_ticket
+    assert not tls_upgrade(strict.port, with_cert, session)[1]
+
+
+def test_fifo_as_ticket_key_is_refused_without_hanging(certs, tmp_path):
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    r = run_binary("-c", "host=echo://", "--tls-cert", os.path.join(certs, "server.pem"),
+                   "--tls-key", os.path.join(certs, "server.key"), "--tls-ticket-key", str(fifo))
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr
+    assert time.monotonic() - started < 5
+
+
+def test_workers_share_the_random_ticket_key(gateway_factory, certs):
+    g = tls_gateway(gateway_factory, certs, "-w", "2")
+    assert g.wait_for_log("with 2 workers")
+    ctx = returning_client(certs)
+    session, _ = tls_upgrade(g.port, ctx)
+    resumed = 0
+    for _ in range(30):  # new source ports: SO_REUSEPORT spreads them over both workers
+        session, reused = tls_upgrade(g.port, ctx, session)
+        resumed += reused
+    assert resumed == 30

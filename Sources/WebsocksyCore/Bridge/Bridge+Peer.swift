@@ -148,6 +148,12 @@ extension Bridge: DatagramEndpointOwner, BudgetHolder {
         client.cork()
         peerReceived(count: count)
         client.uncork()
+        if !session.canSend {
+            // After our Close nothing reaches the client: datagrams are dropped, not piled up
+            // while the client takes its time to answer, and the socket is no longer read.
+            endpoint.inbox.removeAll()
+            endpoint.pauseReading()
+        }
     }
 
     func datagramTooLarge(_ endpoint: DatagramEndpoint, size: Int) {

@@ -15,9 +15,12 @@ import Glibc
 /// One per loop; not thread-safe.
 public final class BlockPool {
     public let blockSize: Int
-    /// Free blocks; the bottom ones are the longest unused, and the bottom `released` of them have
-    /// given their pages back.
-    private var free: [UnsafeMutableRawPointer] = []
+    /// Free blocks, a stack of `freeCount` (a plain array of pointers: a Swift Array's uniqueness
+    /// and bounds checks cost some 70 instructions per echoed message). The bottom ones are the
+    /// longest unused, and the bottom `released` of them have given their pages back.
+    private var free: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private var freeCapacity = 1024
+    private var freeCount = 0
     private var released = 0
     /// Blocks lent and not given back.
     public private(set) var lent = 0
@@ -36,25 +39,27 @@ public final class BlockPool {
     public init(blockSize: Int = 65536, reserve: Int = 8) {
         self.blockSize = blockSize
         self.reserve = reserve
-        free.reserveCapacity(1024)
+        free = .allocate(capacity: freeCapacity)
     }
 
     /// Buffers hold their pool: when it goes, no block is lent.
     deinit {
         for slab in slabs { munmap(slab, blockSize * Self.blocksPerSlab) }
+        free.deallocate()
     }
 
     /// Blocks holding memory: lent, or free and not released.
-    public var resident: Int { lent + free.count - released }
+    public var resident: Int { lent + freeCount - released }
 
     /// A block, or nil when no memory can be mapped (the caller falls back to malloc).
     @inline(__always)
     func take() -> UnsafeMutableRawPointer? {
-        if let block = free.popLast() {
+        if freeCount > 0 {
+            freeCount -= 1
             lent += 1
-            if free.count < leastFree { leastFree = free.count }
-            if free.count < released { released = free.count }
-            return block
+            if freeCount < leastFree { leastFree = freeCount }
+            if freeCount < released { released = freeCount }
+            return free[freeCount]
         }
         leastFree = 0
         if slabLeft == 0 {
@@ -73,17 +78,26 @@ public final class BlockPool {
     @inline(__always)
     func give(_ block: UnsafeMutableRawPointer) {
         lent -= 1
-        free.append(block)
+        if freeCount == freeCapacity {
+            // Lent blocks come back here: the stack never holds more than were ever mapped.
+            let grown = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: 2 * freeCapacity)
+            grown.moveInitialize(from: free, count: freeCount)
+            free.deallocate()
+            free = grown
+            freeCapacity *= 2
+        }
+        free[freeCount] = block
+        freeCount += 1
     }
 
     /// Releases the pages of the free blocks the interval since the last trim never reached for,
     /// down to the reserve, coldest first. Called from the periodic sweep.
     public func trim() {
-        let unneeded = min(leastFree, free.count - reserve, released + Self.releasesPerTrim)
+        let unneeded = min(leastFree, freeCount - reserve, released + Self.releasesPerTrim)
         while released < unneeded {
             madvise(free[released], blockSize, MADV_DONTNEED)
             released += 1
         }
-        leastFree = free.count
+        leastFree = freeCount
     }
 }

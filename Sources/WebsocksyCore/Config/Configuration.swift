@@ -123,6 +123,12 @@ public struct Configuration: Sendable {
         public var ticketKey: String?
         public var peerCA: String?
         public var peerVerify = true
+
+        /// Tickets are issued: on, with a certificate, and not with client certificates — GnuTLS
+        /// checks those in full handshakes only, and a resumed session would skip the check (with
+        /// a CA changed since, or a ticket from an instance that does not ask for one).
+        var issuesTickets: Bool { certificate != nil && tickets && !verifyClient }
+        var usesRandomTicketKey: Bool { issuesTickets && ticketKey == nil }
     }
 
     public init() {}

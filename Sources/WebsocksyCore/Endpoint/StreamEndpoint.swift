@@ -119,7 +119,10 @@ final class StreamEndpoint: Endpoint {
                 setReadPaused(true)  // the owner has already acted on the full inbox
                 return
             }
-            let tail = inbox.writableTail(minimum: min(server.limits.readChunk, room))
+            // Up to a read chunk in all, not a chunk more: a partial frame's few leftover bytes slide
+            // to the front of their block instead of moving the inbox into a larger malloc'd one.
+            let chunk = server.limits.readChunk
+            let tail = inbox.writableTail(minimum: min(room, max(chunk - inbox.count, chunk / 4)))
             let want = min(tail.count, room)
             let target = UnsafeMutableRawBufferPointer(rebasing: tail[0..<want])
             let result = tls.map { $0.read(into: target) }

@@ -37,6 +37,7 @@ public enum Supervisor {
             listeners = bound
         }
         try ProcessSetup.dropPrivileges(to: configuration.user)
+        if configuration.tls.usesRandomTicketKey { _ = TLSTicketKey.processKey }  // one for all workers
         var blocked = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD].withUnsafeBufferPointer { clinux_sigset($0.baseAddress, Int32($0.count)) }
         sigprocmask(SIG_BLOCK, &blocked, nil)
 

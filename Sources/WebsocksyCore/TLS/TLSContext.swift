@@ -24,6 +24,9 @@ final class TLSContext {
         if settings.verifyClient && settings.ca == nil { throw ConfigError("tls-verify-client", "needs tls-ca, the CA that signs client certificates") }
         if settings.ticketKey != nil && settings.certificate == nil { throw ConfigError("tls-ticket-key", "is set but tls-cert is not") }
         if settings.ticketKey != nil && !settings.tickets { throw ConfigError("tls-ticket-key", "is set but tls-tickets = no") }
+        if settings.ticketKey != nil && settings.verifyClient {
+            throw ConfigError("tls-ticket-key", "cannot be combined with tls-verify-client: a resumed session skips the client certificate check, so no tickets are issued")
+        }
         do throws(TLSError) {
             serverPriority = try settings.certificate.map { _ throws(TLSError) in try TLSPriority(settings.priority) }
         } catch {
@@ -37,9 +40,14 @@ final class TLSContext {
         } catch {
             throw ConfigError(settings.certificate ?? "tls-cert", error.description)
         }
-        if settings.certificate != nil && settings.tickets {
+        if settings.issuesTickets {
             do throws(TLSError) {
-                if let file = settings.ticketKey { ticketKey = try TLSTicketKey(file: file) } else { ticketKey = try TLSTicketKey() }
+                if let file = settings.ticketKey {
+                    ticketKey = try TLSTicketKey(file: file)
+                } else {
+                    guard let key = TLSTicketKey.processKey else { throw TLSError("cannot make a session ticket key") }
+                    ticketKey = key
+                }
             } catch {
                 throw ConfigError("tls-ticket-key", error.description)
             }

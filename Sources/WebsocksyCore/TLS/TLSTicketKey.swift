@@ -15,8 +15,12 @@ final class TLSTicketKey {
     private var datum: gnutls_datum_t
     private let bytes = UnsafeMutableRawPointer.allocate(byteCount: TLSTicketKey.size, alignment: 16)
 
+    /// The random key of this process, and of the workers it forks: `Supervisor` makes it before
+    /// forking, so a client resumes on whichever worker the kernel hands its connection to.
+    nonisolated(unsafe) static let processKey: TLSTicketKey? = try? TLSTicketKey()
+
     /// A random key.
-    init() throws(TLSError) {
+    private init() throws(TLSError) {
         datum = gnutls_datum_t(data: bytes.assumingMemoryBound(to: UInt8.self), size: UInt32(Self.size))
         let rc = gnutls_rnd(GNUTLS_RND_KEY, bytes, Self.size)
         guard rc >= 0 else { throw TLSError("cannot make a session ticket key: \(TLSError.text(rc))") }
@@ -25,9 +29,12 @@ final class TLSTicketKey {
     /// The key in `path`: exactly 64 bytes, e.g. `head -c 64 /dev/urandom > FILE`.
     init(file path: String) throws(TLSError) {
         datum = gnutls_datum_t(data: bytes.assumingMemoryBound(to: UInt8.self), size: UInt32(Self.size))
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking: a FIFO must not hang start-up or a reload.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw TLSError("\(path) is not a regular file") }
         var extra: UInt8 = 0
         let n = read(fd, bytes, Self.size)
         guard n >= 0 else { throw TLSError("cannot read \(path): \(String(cString: strerror(errno)))") }
