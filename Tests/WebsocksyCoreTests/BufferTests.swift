@@ -85,11 +85,12 @@ import Testing
     }
 
     @Test func trimReleasesWhatTheLastIntervalDidNotNeed() {
-        let pool = BlockPool(blockSize: 4096, reserve: 2)
+        let size = 16384
+        let pool = BlockPool(blockSize: size, reserve: 2)
         var blocks = (0..<10).map { _ in pool.take()! }
         #expect(pool.lent == 10 && pool.resident == 10)
         #expect(Set(blocks).count == 10)
-        for block in blocks { block.storeBytes(of: 0xAB, as: UInt8.self); pool.give(block) }
+        for block in blocks { (block + size / 2).storeBytes(of: 0xAB, as: UInt8.self); pool.give(block) }
         pool.trim()  // the interval needed all ten
         #expect(pool.lent == 0 && pool.resident == 10)
         blocks = (0..<3).map { _ in pool.take()! }  // this interval needs three
@@ -101,16 +102,19 @@ import Testing
         // Every block can be taken again; the released ones come back zeroed, still mapped.
         blocks = (0..<10).map { _ in pool.take()! }
         #expect(pool.resident == 10 && pool.lent == 10)
-        let zeroed = blocks.filter { $0.load(as: UInt8.self) == 0 }.count
+        let zeroed = blocks.filter { ($0 + size / 2).load(as: UInt8.self) == 0 }.count
         #expect(zeroed == 8)
         for block in blocks { pool.give(block) }
     }
 
-    @Test func slabsHoldSixteenBlocks() {
+    @Test func slabsHoldSixteenColouredBlocks() {
         let pool = BlockPool(blockSize: 4096)
         let blocks = (0..<17).map { _ in pool.take()! }
         let addresses = blocks.prefix(16).map { UInt(bitPattern: $0) }.sorted()
-        #expect(addresses.last! - addresses.first! == 15 * 4096)  // one mapping
+        #expect(addresses.last! - addresses.first! == 15 * UInt(pool.stride))  // one mapping
+        // Each at another offset into its page, a whole number of cache lines.
+        #expect(Set(addresses.map { $0 % 4096 }).count == 16)
+        #expect(addresses.allSatisfy { $0 % 64 == 0 })
         for block in blocks { pool.give(block) }
     }
 }

@@ -1,7 +1,7 @@
 import Glibc
 
-/// Fixed-size blocks for the first 64 KiB of connection buffers, lent while bytes are in them and
-/// given back as soon as they are drained, so an idle connection holds no buffer at all.
+/// Fixed-size blocks (128 KiB) for connection buffers, lent while bytes are in them and given back
+/// as soon as they are drained, so an idle connection holds no buffer at all.
 ///
 /// Why not malloc: a read buffer held by each new connection for the second until the sweep
 /// noticed it idle put some 340 MB of 64 KiB chunks into malloc's heap during a ramp-up of 10 000
@@ -11,6 +11,12 @@ import Glibc
 /// at once (a mapping per block could reach the kernel's limit on mappings, 65 530 by default),
 /// are reused last-in first-out (the most recently used is the one still in cache), and the ones
 /// the last interval did not need give their pages back (`MADV_DONTNEED`; the address range stays).
+///
+/// Blocks are coloured: each starts 320 bytes further into its page than the one before. Blocks
+/// all starting at the same page offset hit the same cache sets when the kernel copies one into a
+/// socket while another fills: with them, a 64 KiB stream ran at 0.7x the speed of malloc'd
+/// buffers, with three times as much time in `_copy_from_iter` (perf); coloured, it is on par.
+/// 128 KiB rather than 64: a 64 KiB message and its header fit in one read.
 ///
 /// One per loop; not thread-safe.
 public final class BlockPool {
@@ -33,10 +39,12 @@ public final class BlockPool {
     private var slabLeft = 0
     private var slabs: [UnsafeMutableRawPointer] = []
     static let blocksPerSlab = 16
+    /// Distance between blocks in a slab: a block and five cache lines (the colouring).
+    var stride: Int { blockSize + 320 }
     /// Pages given back per trim at most (a madvise each), so that the sweep stays short.
     static let releasesPerTrim = 1024
 
-    public init(blockSize: Int = 65536, reserve: Int = 8) {
+    public init(blockSize: Int = 128 << 10, reserve: Int = 8) {
         self.blockSize = blockSize
         self.reserve = reserve
         free = .allocate(capacity: freeCapacity)
@@ -44,7 +52,7 @@ public final class BlockPool {
 
     /// Buffers hold their pool: when it goes, no block is lent.
     deinit {
-        for slab in slabs { munmap(slab, blockSize * Self.blocksPerSlab) }
+        for slab in slabs { munmap(slab, stride * Self.blocksPerSlab) }
         free.deallocate()
     }
 
@@ -63,7 +71,7 @@ public final class BlockPool {
         }
         leastFree = 0
         if slabLeft == 0 {
-            let size = blockSize * Self.blocksPerSlab
+            let size = stride * Self.blocksPerSlab
             guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
                   mapped != MAP_FAILED else { return nil }
             slab = mapped
@@ -72,7 +80,7 @@ public final class BlockPool {
         }
         slabLeft -= 1
         lent += 1
-        return slab! + slabLeft * blockSize
+        return slab! + slabLeft * stride
     }
 
     @inline(__always)
@@ -95,9 +103,21 @@ public final class BlockPool {
     public func trim() {
         let unneeded = min(leastFree, freeCount - reserve, released + Self.releasesPerTrim)
         while released < unneeded {
-            madvise(free[released], blockSize, MADV_DONTNEED)
+            releasePages(of: free[released])
             released += 1
         }
         leastFree = freeCount
+    }
+
+    private static let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// The whole pages inside a block go back to the system (coloured blocks do not start on a
+    /// page: the partial pages at either end are shared with the neighbours and stay).
+    private func releasePages(of block: UnsafeMutableRawPointer) {
+        let mask = Self.pageSize - 1
+        let start = (UInt(bitPattern: block) + mask) & ~mask
+        let end = (UInt(bitPattern: block) + UInt(blockSize)) & ~mask
+        guard end > start, let first = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        madvise(first, Int(end - start), MADV_DONTNEED)
     }
 }
