@@ -94,13 +94,18 @@ def lines_of(path, count=1, timeout=5):
     raise AssertionError(f"fewer than {count} lines in {path}")
 
 
-def rss_kib(pid):
-    """Resident memory of a process, in KiB."""
+def status_kib(pid, field):
+    """A memory figure of a process from /proc/PID/status (VmRSS, VmSize, ...), in KiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
+
+
+def rss_kib(pid):
+    """Resident memory of a process, in KiB."""
+    return status_kib(pid, "VmRSS")
 
 
 @pytest.fixture
