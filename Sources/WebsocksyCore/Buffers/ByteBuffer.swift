@@ -12,7 +12,8 @@ public struct ByteBuffer: ~Copyable {
     @usableFromInline var readerIndex: Int = 0
     @usableFromInline var writerIndex: Int = 0
     /// The server's pool outlives every connection: held unmanaged, it costs no retain and release
-    /// per block taken or given (measured: 160 instructions per echoed message with a reference).
+    /// per block taken or given (an `unowned(unsafe)` reference was still retained around each
+    /// call: 160 instructions per echoed message, callgrind).
     private let pool: Unmanaged<BlockPool>?
     /// `base` is the pool's block, not malloc's.
     private var isBlock = false
